@@ -1,0 +1,205 @@
+"""The two halves of a simulation's configuration: static ``Setup`` and pytree ``Params``.
+
+``Setup`` holds everything that fixes array shapes or control flow (pixel counts,
+sampling counts, convention, pivot, spot shape, flags).  It is a frozen, hashable
+dataclass passed to ``jax.jit`` as a static argument: changing it recompiles.
+
+``Params`` holds every continuous quantity in user units (Å, mm, deg, µm, mrad,
+percent) as arrays.  It is a registered pytree, so ``jax.grad``, ``jax.vmap`` and
+``jax.jit`` see through it; conversion to SI happens inside the kernels.
+
+``Experiment`` bundles both with the host-side facts the CLI needs (file names,
+output options, the printed summary).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Optional
+
+import jax
+import numpy as np
+from jax import Array
+
+# Detector conventions and pivots, as the C program names them.
+CONVENTIONS = ("CUSTOM", "ADXV", "MOSFLM", "XDS", "DIALS", "DENZO")
+PIVOTS = ("SAMPLE", "BEAM")
+SHAPES = ("SQUARE", "ROUND", "GAUSS", "TOPHAT")
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Static description of a simulation (hashable; a ``jit`` static argument).
+
+    Attributes:
+      spixels, fpixels: detector size in pixels (slow, fast).
+      roi: inclusive pixel window (fmin, fmax, smin, smax) actually rendered.
+      oversample: sub-pixels per pixel edge.
+      thicksteps: detector sensor layers; ``thick_divisor`` gives the layer
+        thickness as thickness/divisor (the C program divides by steps−1 when
+        the step count is given, by the count otherwise).
+      phisteps, mosaic_domains: spindle ticks and mosaic domains.
+      source_mode: "generated" (divergence × dispersion grid) or "file".
+      div_tics: kept (hdiv_tic, vdiv_tic) pairs of the divergence raster.
+      hdiv_divisor, vdiv_divisor: step = range/divisor, or 0 to use the given step.
+      dispsteps, disp_divisor: wavelength ticks; dispersion step = range/divisor.
+      n_sources: number of sources (div_tics × dispsteps, or file rows).
+      convention, pivot: detector convention and pivot (see CONVENTIONS, PIVOTS).
+      close_distance_given: whether a close distance fixes the geometry.
+      orientation: "cell" (cell constants) or "matrix" (reciprocal matrix).
+      shape: spot shape (see SHAPES).
+      interpolate: tricubic structure-factor interpolation (with the C fallback).
+      has_hkl: whether a structure-factor grid is present (C's hkls > 0).
+      hkl_min: (h_min, k_min, l_min) of the grid; hkl_max likewise.
+      oversample_thick/_polar/_omega: recompute that factor per sub-path and
+        multiply the running sum by it (the C program's loop-order semantics).
+      point_pixel, curved_detector, nopolar: geometry switches.
+      use_dmin, has_water, has_mask, has_thickness: cheap static switches.
+      tile_pixels: pixels per tile (memory bound of the kernel), 0 = automatic.
+    """
+
+    spixels: int = 1024
+    fpixels: int = 1024
+    roi: tuple[int, int, int, int] = (0, 1023, 0, 1023)
+    oversample: int = 1
+    thicksteps: int = 1
+    thick_divisor: float = 1.0
+    phisteps: int = 1
+    mosaic_domains: int = 1
+    source_mode: str = "generated"
+    div_tics: tuple[tuple[int, int], ...] = ((0, 0),)
+    hdiv_divisor: float = 0.0
+    vdiv_divisor: float = 0.0
+    dispsteps: int = 1
+    disp_divisor: float = 0.0
+    n_sources: int = 1
+    convention: str = "MOSFLM"
+    pivot: str = "BEAM"
+    close_distance_given: bool = False
+    orientation: str = "cell"
+    shape: str = "SQUARE"
+    interpolate: bool = False
+    has_hkl: bool = False
+    hkl_min: tuple[int, int, int] = (0, 0, 0)
+    hkl_max: tuple[int, int, int] = (0, 0, 0)
+    oversample_thick: bool = False
+    oversample_polar: bool = False
+    oversample_omega: bool = False
+    point_pixel: bool = False
+    curved_detector: bool = False
+    nopolar: bool = False
+    use_dmin: bool = False
+    has_water: bool = False
+    has_mask: bool = False
+    has_thickness: bool = False
+    tile_pixels: int = 0
+
+    @property
+    def n_subpixels(self) -> int:
+        return self.oversample * self.oversample
+
+    @property
+    def steps(self) -> int:
+        """The C program's normalisation: sources·domains·φ steps·oversample²."""
+        return self.n_sources * self.mosaic_domains * self.phisteps * self.oversample**2
+
+    @property
+    def subpaths_per_pixel(self) -> int:
+        return self.thicksteps * self.steps
+
+
+def _pytree_dataclass(cls):
+    cls = dataclass(cls)
+    names = [f.name for f in fields(cls)]
+    return jax.tree_util.register_dataclass(cls, data_fields=names, meta_fields=[])
+
+
+@_pytree_dataclass
+class Params:
+    """Continuous parameters of a simulation, in user units (a pytree of arrays).
+
+    Crystal: ``cell`` (a, b, c Å; α, β, γ deg), ``recip_matrix`` (3×3, Å⁻¹,
+    columns a*, b*, c*; used when ``Setup.orientation == "matrix"``), ``misset``
+    (deg, about x then y then z), ``N`` (cells along a, b, c; floats), ``fudge``,
+    ``default_F``, ``F_grid`` (dense structure factors incl. the C padding).
+    Spindle: ``phi0``, ``phistep`` (deg).  Mosaicity: ``mosaic_spread`` (deg) with
+    the fixed random draws ``mosaic_axes`` (D×3 unit vectors) and ``mosaic_caps``
+    (D, the spherical-cap fraction: angle = spread·cap).
+    Detector: ``distance`` and ``close_distance`` (mm), ``beam_center`` (Xbeam,
+    Ybeam mm), ``close_center`` (Fclose, Sclose mm; sample pivot), ``pixel_size``
+    (mm), ``detector_rotation`` (deg about x, y, z), ``twotheta`` (deg),
+    basis vectors ``fdet``, ``sdet``, ``odet``, ``beam_vector``, ``polar_vector``,
+    ``spindle_axis``, ``twotheta_axis`` (unitless, unitised inside),
+    ``thickness`` and ``attenuation_depth`` (µm), ``mask`` (S×F, 0 = skip).
+    Beam: ``wavelength`` (Å), ``dispersion`` (percent), ``hdivrange``,
+    ``vdivrange``, ``hdivstep``, ``vdivstep`` (mrad), ``source_dirs`` (n×3,
+    toward the source) and ``source_wavelengths`` (Å) for file sources,
+    ``kahn_factor``, ``fluence`` (photons/m²).  Other: ``water_size`` (µm),
+    ``dmin`` (Å).
+    """
+
+    cell: Array
+    recip_matrix: Array
+    misset: Array
+    N: Array
+    fudge: Array
+    default_F: Array
+    F_grid: Array
+    phi0: Array
+    phistep: Array
+    mosaic_spread: Array
+    mosaic_axes: Array
+    mosaic_caps: Array
+    distance: Array
+    close_distance: Array
+    beam_center: Array
+    close_center: Array
+    pixel_size: Array
+    detector_rotation: Array
+    twotheta: Array
+    fdet: Array
+    sdet: Array
+    odet: Array
+    beam_vector: Array
+    polar_vector: Array
+    spindle_axis: Array
+    twotheta_axis: Array
+    thickness: Array
+    attenuation_depth: Array
+    mask: Array
+    wavelength: Array
+    dispersion: Array
+    hdivrange: Array
+    vdivrange: Array
+    hdivstep: Array
+    vdivstep: Array
+    source_dirs: Array
+    source_wavelengths: Array
+    kahn_factor: Array
+    fluence: Array
+    water_size: Array
+    dmin: Array
+
+    def replace(self, **changes: Any) -> "Params":
+        """A copy with some fields replaced (values are converted lazily by JAX)."""
+        return replace(self, **changes)
+
+    def astype(self, dtype: Any) -> "Params":
+        """Cast every floating field to ``dtype`` (e.g. jnp.float32)."""
+        def cast(x):
+            x = np.asarray(x) if not isinstance(x, jax.Array) else x
+            return x.astype(dtype) if np.issubdtype(x.dtype, np.floating) else x
+        return jax.tree_util.tree_map(cast, self)
+
+
+@dataclass
+class Experiment:
+    """What ``from_cli_args`` returns: the static ``setup``, the ``params`` pytree,
+    and host-side facts for the command line (outputs, seeds, printed summary)."""
+
+    setup: Setup
+    params: Params
+    options: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+    log: list = field(default_factory=list)

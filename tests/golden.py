@@ -1,0 +1,64 @@
+"""Access to the reference C program's golden corpus (../shared/golden)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+
+def golden_dir() -> Path:
+    env = os.environ.get("NB_GOLDEN_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1].parent / "shared" / "golden"
+
+
+def available() -> bool:
+    return (golden_dir() / "cases" / "manifest.json").is_file()
+
+
+def manifest() -> list[dict]:
+    with open(golden_dir() / "cases" / "manifest.json") as fh:
+        return json.load(fh)
+
+
+def case(case_id: str) -> dict:
+    return {c["id"]: c for c in manifest()}[case_id]
+
+
+def arrays(case_id: str) -> dict:
+    with np.load(golden_dir() / "cases" / f"{case_id}.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+def stage_inputs(rec: dict, workdir: Path) -> None:
+    """Copy the case's input files into its working directory (as the C run had them)."""
+    for name in rec.get("inputs", []):
+        shutil.copy(golden_dir() / "inputs" / name, workdir / name)
+
+
+def compare(ours: np.ndarray, ref: np.ndarray) -> dict:
+    """The corpus's comparison figures: correlation, sum ratio, max |Δ| / max(C)."""
+    a = np.asarray(ours, np.float64).ravel()
+    c = np.asarray(ref, np.float64).ravel()
+    if a.std() == 0 or c.std() == 0:
+        corr = 1.0 if np.allclose(a, c) else 0.0
+    else:
+        corr = float(np.corrcoef(a, c)[0, 1])
+    return dict(
+        corr=corr,
+        sum_ratio=float(a.sum() / c.sum()) if c.sum() != 0 else float("nan"),
+        max_rel=float(np.abs(a - c).max() / np.abs(c).max()) if c.max() != 0 else float(np.abs(a - c).max()),
+    )
+
+
+THRESHOLDS = {"float64": (0.999999, 1e-5, 1e-5), "float32": (0.9999, 1e-3, 1e-3)}
+
+
+def passes(fig: dict, dtype: str = "float64") -> bool:
+    corr, sum_tol, max_tol = THRESHOLDS[dtype]
+    return fig["corr"] >= corr and abs(fig["sum_ratio"] - 1) <= sum_tol and fig["max_rel"] <= max_tol
