@@ -172,6 +172,19 @@ class CStatics:
         )
 
 
+def _c_exp(x: float) -> float:
+    """C ``exp`` on a double: +inf on overflow (Python's ``math.exp`` raises instead)."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
+def _c_floor(x: float) -> float:
+    """C ``floor`` returning a double; NaN and infinities pass through (``math.floor`` raises)."""
+    return float(math.floor(x)) if math.isfinite(x) else x
+
+
 def _lcg_step(idum: int) -> int:
     """One Park–Miller step, ``IA*idum mod IM`` by Schrage's method, with C truncating division."""
     k = int(idum / IQ) if idum < 0 else idum // IQ
@@ -322,7 +335,7 @@ def poidev(xm: float, gen: Ran1) -> float:
     if xm < 12.0:
         if xm != st.poi_oldm:
             st.poi_oldm = xm
-            st.poi_g = _f32(math.exp(-xm))
+            st.poi_g = _f32(_c_exp(-xm))
         g = st.poi_g
         em = -1.0
         t = 1.0
@@ -344,9 +357,9 @@ def poidev(xm: float, gen: Ran1) -> float:
             em = _f32(_f32(sq * y) + xm)
             if not em < 0.0:
                 break
-        em = _f32(math.floor(em))
+        em = _f32(_c_floor(em))
         arg = _f32(_f32(_f32(em * alxm) - gammln(_f32(em + 1.0))) - g)
-        t = _f32(0.9 * (1.0 + _f32(y * y)) * math.exp(arg))
+        t = _f32(0.9 * (1.0 + _f32(y * y)) * _c_exp(arg))
         if not gen() > t:
             break
     return em
