@@ -1,0 +1,66 @@
+"""File helpers for the readers and writers.
+
+Atomic writes: a temporary file in the destination directory, then ``os.replace``.
+
+A reader (or a crash) never sees a half-written output file, and an existing file is replaced
+in one step.  The temporary file is created with mode 0o666 filtered by the process umask, like
+a plain ``open(path, "wb")``, so the result has the usual permissions.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Union
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def atomic_write_bytes(path: PathLike, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` atomically (same directory temp file + ``os.replace``)."""
+    dest = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(dest))
+    base = os.path.basename(dest)
+    tmp = os.path.join(folder, f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_input_bytes(path: PathLike, what: str) -> bytes:
+    """Read a whole input file, turning every OS-level failure into :class:`InputFileError`.
+
+    Args:
+        path: the file.
+        what: what the file is meant to be ("HKL file", "SMV image" …), used in the message.
+    """
+    from .errors import InputFileError
+
+    try:
+        with open(os.fspath(path), "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise InputFileError(path, f"{what} not found") from None
+    except IsADirectoryError:
+        raise InputFileError(path, f"{what} is a directory") from None
+    except PermissionError:
+        raise InputFileError(path, f"{what} is not readable (permission denied)") from None
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read {what}: {exc.strerror or exc}") from None
+
+
+def decode_text(path: PathLike, raw: bytes, what: str) -> str:
+    """Decode a text input file (UTF-8, falling back to Latin-1 so any byte string decodes)."""
+    del path, what  # decoding never fails with the Latin-1 fallback
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
