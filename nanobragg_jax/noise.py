@@ -9,6 +9,12 @@ short``; pixels outside the ROI stay 0.  Two implementations:
   host-side loop (the generator has a 32-entry shuffle table, so it cannot be parallelised).
 * :func:`noise_image_fast` — statistically equivalent, vectorised with ``jax.random``.
 
+Speed of the exact path (CPython 3.11, one core): about 0.5–0.8 s per megapixel for typical
+diffraction images (most pixels below one photon), 2 s at a mean of 5 photons and 3.5 s when
+most pixels hold 12 photons or more (the rejection method).  The cost is the sequential
+generator itself (a zero-mean pixel still consumes one draw), so it cannot be vectorised without
+changing the result.
+
 Conversion to 16 bits follows the compiled C program: the double is truncated toward zero to a
 (64-bit) integer and its low 16 bits are stored.  Values above 65535 are clipped first, so the
 only visible wrap-around is for *negative* values (a negative ADC offset larger than the count,
@@ -176,7 +182,8 @@ def _poisson_draws_exact(values: list[float], gen: Ran1) -> list[float]:
                     em = buf[0]
                     if not em < 0.0:
                         break
-                em = float(floor(em))  # float32 values >= 2**23 are integral, so this stays a float32
+                # float32 values >= 2**23 are integral, so the floor is still a float32
+                em = float(floor(em))
                 lg = gammln_cache.get(em)
                 if lg is None:
                     lg = gammln_cache[em] = gammln(em + 1.0)
@@ -268,6 +275,28 @@ def _fast_counts(image: jax.Array, key: jax.Array) -> jax.Array:
     return jnp.where(big, gauss, poi)
 
 
+_FAST_CHUNK = 1 << 16
+"""Pixels per call of the jitted sampler: one compiled shape serves every image size."""
+
+
+def _fast_counts_chunked(flat: np.ndarray, key: jax.Array) -> np.ndarray:
+    """Counts for a 1-D float32 array, in fixed-size chunks keyed by ``fold_in(key, chunk)``.
+
+    Compiling ``jax.random.poisson`` takes seconds, so the sampler always sees the same shape
+    (the last chunk is zero-padded) instead of recompiling for every image size.
+    """
+    n = flat.size
+    out = np.empty(n, dtype=np.float64)
+    buf = np.zeros(_FAST_CHUNK, dtype=np.float32)
+    for i, start in enumerate(range(0, n, _FAST_CHUNK)):
+        part = flat[start : start + _FAST_CHUNK]
+        buf[: part.size] = part
+        buf[part.size :] = 0.0
+        counts = np.asarray(_fast_counts(jnp.asarray(buf), jax.random.fold_in(key, i)))
+        out[start : start + part.size] = counts[: part.size]
+    return out
+
+
 def noise_image_fast(
     float_image: np.ndarray,
     key: jax.Array,
@@ -293,7 +322,7 @@ def noise_image_fast(
     if img.ndim != 2:
         raise ValueError(f"float_image must be 2-D (slow, fast), got shape {img.shape}")
     mask = roi_mask(img.shape, roi)
-    counts = np.asarray(_fast_counts(jnp.asarray(img), key), dtype=np.float64)
+    counts = _fast_counts_chunked(img.ravel(), key).reshape(img.shape)
     counts = np.where(mask, counts, 0.0)
     u16, overloads = counts_to_uint16(counts[mask], adc)
     out = np.zeros(img.shape, dtype=np.uint16)

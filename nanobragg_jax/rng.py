@@ -117,7 +117,7 @@ _F32_BUF = array("f", [0.0])
 
 
 def _f32(x: float) -> float:
-    """Round a double to the nearest IEEE single (the C ``(float)x``), returned as a Python float."""
+    """Round a double to the nearest IEEE single (C ``(float)x``); returns a Python float."""
     buf = _F32_BUF
     buf[0] = x
     return buf[0]
@@ -186,7 +186,7 @@ def _c_floor(x: float) -> float:
 
 
 def _lcg_step(idum: int) -> int:
-    """One Park–Miller step, ``IA*idum mod IM`` by Schrage's method, with C truncating division."""
+    """One Park–Miller step, ``IA*idum mod IM`` by Schrage's method (C truncating division)."""
     k = int(idum / IQ) if idum < 0 else idum // IQ
     idum = IA * (idum - k * IQ) - IR * k
     if idum < 0:

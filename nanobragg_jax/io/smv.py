@@ -186,9 +186,13 @@ def read_smv(path: PathLike) -> SMVImage:
     """
     raw = read_input_bytes(path, "SMV image")
     if len(raw) < _BLOCK:
-        raise InputFileError(path, f"too short for an SMV image ({len(raw)} bytes, header needs 512)")
+        raise InputFileError(
+            path, f"too short for an SMV image ({len(raw)} bytes, header needs 512)"
+        )
     if not raw.startswith(_ADSC_MAGIC):
-        raise InputFileError(path, "does not look like an ADSC/SMV frame (no '{ HEADER_BYTES=' start)")
+        raise InputFileError(
+            path, "does not look like an ADSC/SMV frame (no '{ HEADER_BYTES=' start)"
+        )
     first = _header_block_text(raw[:_BLOCK])
     size_value = header_value(parse_smv_header(first), "HEADER_BYTES")
     if size_value is None or not math.isfinite(size_value) or size_value < 1:
@@ -201,7 +205,9 @@ def read_smv(path: PathLike) -> SMVImage:
 
     dtype_name = header.get("TYPE", "unsigned_short").strip().lower()
     if dtype_name not in ("unsigned_short", ""):
-        raise InputFileError(path, f"unsupported pixel TYPE {header.get('TYPE')!r} (need unsigned_short)")
+        raise InputFileError(
+            path, f"unsupported pixel TYPE {header.get('TYPE')!r} (need unsigned_short)"
+        )
 
     width = _dimension(header, "SIZE1")
     height = _dimension(header, "SIZE2")

@@ -8,8 +8,12 @@ This reproduces the C program's ``read_text_file`` tokeniser, which is looser th
   number gives 0.0 — ``nan`` gives NaN);
 * after the value the reader skips the characters ``0123456789-+.EGeg``, then the rest of the
   field, then separators; a line with fewer than five fields leaves the missing trailing columns
-  NaN (the caller substitutes defaults: position −10 m along the beam, weight 1, λ = ``-lambda``);
-  columns after the fifth are ignored.
+  NaN (the caller substitutes defaults: position −10 m along the beam, weight 1,
+  λ = ``-lambda``);
+  columns after the fifth are ignored;
+* when the last field of a line is not a number (``"abc"``, a ``# comment``), skipping it also
+  skips the newline, so the C stores 0.0 — not NaN — in the remaining columns; this is
+  reproduced.
 
 Units as in the file (metres for X Y Z, metres for λ); no conversion here.
 
