@@ -38,6 +38,9 @@ from .geometry import crystal as crystal_geo
 from .geometry import detector as det_geo
 from .geometry import vectors as V
 
+WATER_CONSTANT = (physics.WATER_F**2 * physics.R_E_SQR * 1e6 * physics.AVOGADRO
+                  / physics.WATER_MW * 1e-18)  # t in µm: (1e-6 m)³
+
 # Sub-path elements per tile; bounds the kernel's working memory (~100 B each).
 DEFAULT_TILE_BUDGET = 1 << 18
 
@@ -60,7 +63,7 @@ class Context(NamedTuple):
     polar_axis: Array
     I_bg: Array
     dmin: Array  # m
-    fluence: Array
+    photon_scale: Array  # r_e² Φ / steps
     mask: Array
 
 
@@ -70,7 +73,9 @@ def build_context(setup: Setup, params: Params) -> Context:
     src = beam_geo.sources(setup, params)
     lat = crystal_geo.lattice(setup, params)
     real = crystal_geo.rotated_real_vectors(setup, params, lat.real)
-    I_bg = physics.water_background(params.fluence, params.water_size)
+    # I_bg = F_w² r_e² Φ t³ 10⁶ N_A / MW, grouped as (constants)·Φ·t_µm³ so that no
+    # intermediate leaves float32's range whatever order XLA multiplies in.
+    I_bg = WATER_CONSTANT * params.fluence * params.water_size**3
     return Context(
         frame=frame,
         layer_step=det_geo.layer_thickness(setup, params),
@@ -87,7 +92,7 @@ def build_context(setup: Setup, params: Params) -> Context:
         polar_axis=V.unitize(params.polar_vector),
         I_bg=I_bg if setup.has_water else jnp.zeros_like(I_bg),
         dmin=params.dmin * 1e-10,
-        fluence=params.fluence,
+        photon_scale=(physics.R_E_SQR * params.fluence) / setup.steps,
         mask=params.mask,
     )
 
@@ -215,7 +220,7 @@ def pixel_photons(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
     else:
         I = ctx.I_bg + jnp.sum(term.reshape(P, K), axis=-1)
 
-    photons = physics.R_E_SQR * ctx.fluence * I / setup.steps
+    photons = ctx.photon_scale * I
     if not setup.oversample_thick:
         photons = photons * capture_last
     if not setup.oversample_polar:
