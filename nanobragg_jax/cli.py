@@ -69,7 +69,13 @@ def help_text(width: int = 100) -> str:
         lines += ["", _GROUP_TITLES.get(group, group.title()) + ":"]
         for spec in specs:
             lines.append(_help_entry(spec))
-    lines += ["", "Exit status: 0 on success, 2 on a bad flag, value or input file (one line on stderr)."]
+    lines += [
+        "",
+        "Exit status: 0 on success, 2 on a bad flag, value or input file (one line on stderr).",
+        "Environment: NANOBRAGG_JAX_CACHE=0 (or a folder) controls the compiled-kernel cache",
+        "(default ~/.cache/nanobragg-jax); NANOBRAGG_DEBUG=1 shows a traceback on internal errors.",
+        "Full reference: docs/cli.md.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -110,9 +116,15 @@ def _help_entry(spec) -> str:
         extras.append(f"default: {spec.default}")
     if extras:
         details += " [" + "; ".join(extras) + "]"
+    import textwrap
+
+    body = textwrap.wrap(details, width=max(40, 100 - 34)) or [""]
+    pad = " " * 34
     if len(left) < 34:
-        return f"{left:<34}{details}"
-    return f"{left}\n{'':<34}{details}"
+        first = [f"{left:<34}{body[0]}"]
+    else:
+        first = [left, pad + body[0]]
+    return "\n".join(first + [pad + b for b in body[1:]])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,6 +193,8 @@ def check_values(argv: Sequence[str]) -> None:
                 raise FlagError("-roi: xmin xmax ymin ymax must not be negative")
             if xmax < xmin or ymax < ymin:
                 raise FlagError("-roi: xmin xmax ymin ymax must satisfy xmin <= xmax and ymin <= ymax")
+        if arg in _VECTOR_FLAGS and len(values) == 3 and all(float(v) == 0.0 for v in values):
+            raise FlagError(f"{arg}: the zero vector has no direction")
         if arg in _OUTPUT_FLAGS and values and values[0] == "":
             raise FlagError(f"{arg}: empty file name")
         i += 1 + (nargs if spec.kind != "misset" or not values or not values[0].lower().startswith("rand") else 1)
@@ -199,6 +213,40 @@ def check_cell(exp) -> None:
                         "and their sum less than 360 degrees)")
     if not np.all(np.isfinite(np.asarray(exp.info.get("real_vectors", np.ones(3))))):
         raise FlagError("-cell: the cell gives non-finite lattice vectors")
+
+
+MAX_SUBPATHS = 10**8
+"""Refuse renders whose single pixel needs more sub-paths than this (memory of one tile)."""
+
+_VECTOR_FLAGS = ("-fdet_vector", "-sdet_vector", "-odet_vector", "-beam_vector", "-polar_vector",
+                 "-spindle_axis", "-twotheta_axis")
+
+
+def check_experiment(exp) -> None:
+    """Values only known after parsing: finite structure factors, a non-empty ROI."""
+    from .flags import FlagError
+
+    grid = np.asarray(exp.params.F_grid)
+    if not np.all(np.isfinite(grid)) or not math.isfinite(float(exp.params.default_F)):
+        raise FlagError("-hkl/-default_F: structure factors must be finite numbers (found NaN or Inf)")
+    setup = exp.setup
+    info = exp.info
+    geometry = [info.get(k) for k in ("distance", "close_distance", "pix0", "fdet", "sdet", "odet")]
+    if not all(np.all(np.isfinite(np.asarray(v, np.float64))) for v in geometry if v is not None) or \
+            not (0.0 < abs(float(info.get("distance", 1.0))) < 1e6):
+        raise FlagError("detector geometry: the beam does not meet the detector plane at a finite distance "
+                        "(check -twotheta, -detector_rot*, the detector vectors and -close_distance)")
+    if setup.subpaths_per_pixel > MAX_SUBPATHS:
+        auto = "automatic " if "-oversample" not in exp.options.get("given", set()) else ""
+        raise FlagError(
+            f"a pixel would need {setup.subpaths_per_pixel:.3g} sub-paths (layers x sources x mosaic domains x "
+            f"phi steps x {auto}oversample^2 = {setup.thicksteps} x {setup.n_sources} x {setup.mosaic_domains} x "
+            f"{setup.phisteps} x {setup.oversample}^2), more than {MAX_SUBPATHS:.0e}; "
+            "give a smaller -oversample or check the geometry")
+    fmin, fmax, smin, smax = setup.roi
+    if fmin > setup.fpixels - 1 or smin > setup.spixels - 1:
+        raise FlagError(f"-roi {fmin} {fmax} {smin} {smax}: selects no pixel of the "
+                        f"{setup.fpixels}x{setup.spixels} detector")
 
 
 def check_outputs(paths: dict[str, str]) -> None:
@@ -324,13 +372,33 @@ def _seed(options: dict) -> int:
 
 def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     """Parse, render, write; raise on any bad input (main() turns that into one line)."""
-    from . import from_cli_args, report, simulate
-    from .flags import FlagError, validate_argv
+    from . import report
+    from .flags import validate_argv
 
     validate_argv(list(argv))
     check_values(argv)
+    dump = report._c_state(argv).dumpfilename
+    dump_existed = os.path.exists(dump)
+    try:
+        return _render_and_write(argv, out, err)
+    except BaseException:
+        # a structure-factor cache written by this failed run would poison the next run
+        # (it is read whenever -hkl is absent): take it back
+        if not dump_existed and os.path.isfile(dump):
+            try:
+                os.remove(dump)
+            except OSError:
+                pass
+        raise
+
+
+def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
+    from . import from_cli_args, report, simulate
+    from .flags import FlagError
+
     exp = from_cli_args(list(argv))
     check_cell(exp)
+    check_experiment(exp)
     opts = exp.options
     opts["argv"] = list(argv)
     setup = exp.setup
@@ -404,7 +472,9 @@ def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     if opts.get("calculate_noise"):
         noise = _noise(exp, image32, adc, opts["seed_used"])
 
-    print("", file=out)
+    warning = trace.interpolation_warning(exp)
+    for line in warning or [""]:
+        print(line, file=out)
     for line in report.statistics_lines(stats, omega):
         print(line, file=out)
     n_pixels = setup.spixels * setup.fpixels
@@ -465,7 +535,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
     out, err = sys.stdout, sys.stderr
     if not args or any(a in _HELP_FLAGS for a in args):
-        out.write(help_text())
+        text = help_text()
+        try:
+            out.write(text)
+        except UnicodeEncodeError:
+            out.write(text.encode("ascii", "replace").decode("ascii"))
+        out.flush()
         return 0
 
     import jax
@@ -494,6 +569,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as exc:  # never a traceback
         if os.environ.get("NANOBRAGG_DEBUG"):
             raise
+        if "RESOURCE_EXHAUSTED" in str(exc) or "Out of memory" in str(exc):
+            print("nanoBragg: error: out of memory while rendering (try a smaller -roi, a smaller -oversample, "
+                  "or -dtype float32)", file=err)
+            return EXIT_USAGE
         print(f"nanoBragg: error: internal error ({type(exc).__name__}: {_one_line(exc)}); "
               "set NANOBRAGG_DEBUG=1 for a traceback", file=err)
     finally:

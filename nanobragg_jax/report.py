@@ -315,6 +315,19 @@ def _c_state(argv: Sequence[str]):
     return st
 
 
+def _image_files(argv: Sequence[str]) -> tuple[Optional[str], Optional[str]]:
+    """(-mask file, -img file) as the C program's pre-pass over argv finds them."""
+    mask = img = None
+    argv = [str(a) for a in argv]
+    for i, arg in enumerate(argv):
+        if arg.startswith("-") and i + 1 < len(argv):
+            if "-img" in arg:
+                img = argv[i + 1]
+            if "-mask" in arg:
+                mask = argv[i + 1]
+    return mask, img
+
+
 def _source_rows(exp: Experiment, st) -> list[tuple[float, float, float, float, float]]:
     """(X, Y, Z, weight, λ) of every source as the C program lists them (m, m, m, -, m)."""
     setup, p = exp.setup, exp.params
@@ -379,16 +392,14 @@ def summary_lines(exp: Experiment, argv: Sequence[str], *, banner: Optional[str]
     setup, p, info = exp.setup, exp.params, exp.info
     st = _c_state(argv)
     lines: list[str] = []
+    mask_file, img_file = _image_files(argv)
+    lines += [f"reading {name}" for name in (mask_file, img_file) if name]
     if banner:
         lines.append(banner)
     log = list(exp.log)
     early = [l for l in log if not (l.startswith("random orientation") or l.startswith("auto-selected")
                                     or l.startswith("reading Fs") or "dump file" in l)]
     lines += early
-    if st.maskfilename:
-        lines.append(f"reading {st.maskfilename}")
-    if st.imgfilename:
-        lines.append(f"reading {st.imgfilename}")
     lines.append(f"{setup.convention.lower()} convention selected.")
     lines.append("pivoting detector around sample" if setup.pivot == "SAMPLE"
                  else "pivoting detector around direct beam spot")
@@ -510,8 +521,8 @@ def summary_lines(exp: Experiment, argv: Sequence[str], *, banner: Optional[str]
     extra = "".join(w for w, on in ((" +thick", setup.oversample_thick), (" +polar", setup.oversample_polar),
                                     (" +omega", setup.oversample_omega)) if on)
     lines.append(f"  {setup.oversample}x{setup.oversample} pixel oversample steps{extra}")
-    if setup.has_mask and st.maskfilename:
-        lines.append(f"  skipping zero-flagged pixels in {st.maskfilename}")
+    if setup.has_mask and mask_file:
+        lines.append(f"  skipping zero-flagged pixels in {mask_file}")
     opts = exp.options
     if opts.get("calculate_noise"):
         lines.append("")

@@ -114,7 +114,7 @@ def _details(setup: Setup, params: Params, spixel, fpixel, order, trigger):
         stol=0.5 * jnp.sqrt(jnp.sum(q * q, axis=-1)), pass_dmin=sp.pass_dmin, polar=sp.polar,
         hkl=sp.hkl, F_latt=sp.F_latt, F_cell=F_cell, interpolated=interpolated, valid=sp.valid,
         term=term, I=I, photons=photons, incident=ctx.incident, wavelength=ctx.wavelength,
-        real=ctx.real, I_bg=ctx.I_bg, fluence=ctx.fluence, layer_step=ctx.layer_step,
+        real=ctx.real, I_bg=ctx.I_bg, fluence=params.fluence, layer_step=ctx.layer_step,
         pix0=ctx.frame.pix0, fdet=ctx.frame.fdet, sdet=ctx.frame.sdet, odet=ctx.frame.odet,
         distance=ctx.frame.distance, close_distance=ctx.frame.close_distance,
     )
@@ -337,3 +337,28 @@ def trace_lines(exp: Experiment, s: int, f: int, image: Optional[np.ndarray] = N
     if image is not None and 0 <= s < image.shape[0] and 0 <= f < image.shape[1]:
         out.append("  image value (photons) = %.10g" % float(np.asarray(image)[s, f]))
     return out
+
+
+def interpolation_warning(exp: Experiment) -> Optional[list[str]]:
+    """The C program's warning when tricubic interpolation first leaves the HKL grid, or None.
+
+    The C program prints it while rendering, at the first sub-path (raster order) whose 4×4×4
+    neighbourhood leaves the grid, and turns interpolation off from there on.
+    """
+    setup = exp.setup
+    if not setup.interpolate:
+        return None
+    p_star, k_star = (int(x) for x in _interpolation_switch(setup, exp.params))
+    K = setup.subpaths_per_pixel
+    if k_star >= K:
+        return None
+    fmin, smin, width = _roi_origin(setup)
+    s, f = smin + p_star // width, fmin + p_star % width
+    det = pixel_details(exp, [(s, f)], (jnp.int32(p_star), jnp.int32(k_star)))
+    hkl = det["hkl"][0]
+    idx = np.unravel_index(k_star, hkl.shape[:-1])
+    h = hkl[idx]
+    h0 = np.ceil(h - 0.5).astype(int)
+    return ["WARNING: out of range for three point interpolation: h,k,l,h0,k0,l0: %g,%g,%g,%d,%d,%d "
+            % (h[0], h[1], h[2], h0[0], h0[1], h0[2]),
+            "WARNING: further warnings will not be printed! "]
