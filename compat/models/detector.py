@@ -1,0 +1,164 @@
+"""``Detector``: the port's detector model (basis vectors, pix0, pixel positions, solid angle).
+
+All geometry comes from the core's ``detector_frame`` (conventions, pivots, rotations,
+2θ, the C program's distance/close-distance relation) for the current ``config``.
+Units as in the port: metres for positions and distances, pixels for the beam centre.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+import jax.numpy as jnp
+
+from nanobragg_jax.geometry import detector as det_geo
+
+from .._common import Component, evaluate
+from .._translate import RunOptions, build
+from ..config import BeamConfig, CrystalConfig, DetectorConfig
+
+__all__ = ["Detector"]
+
+_MM = 1e-3
+
+
+class Detector(Component):
+    """Detector geometry (the port's ``models.detector.Detector``).
+
+    Args:
+      config: the detector's configuration (default ``DetectorConfig()``: the C
+        program's 1024 × 1024 pixels of 0.1 mm at 100 mm, MOSFLM convention).
+      device, dtype: as for ``Crystal``.
+    """
+
+    def __init__(self, config: Optional[DetectorConfig] = None, device: Any = None, dtype: Any = None):
+        self.config = config if config is not None else DetectorConfig()
+        self._init_device(device, dtype)
+
+    # -- evaluation -------------------------------------------------------------------
+    def _evaluate(self, fn, state=None):
+        state = state if state is not None else (self.config,)
+        return evaluate(fn, state, dtype=self._np_dtype, torch_io=self._torch_io, device=self._device_arg)
+
+    @staticmethod
+    def _built(d, dt):
+        return build(CrystalConfig(default_F=1.0), d, BeamConfig(), dtype=dt, run=RunOptions(oversample=1))
+
+    def _frame_value(self, pick):
+        def fn(d, dt):
+            b = self._built(d, dt)
+            return pick(det_geo.detector_frame(b.setup, b.params))
+
+        return self._evaluate(fn)
+
+    # -- sizes and distances --------------------------------------------------------------
+    @property
+    def spixels(self) -> int:
+        return self.config.spixels
+
+    @property
+    def fpixels(self) -> int:
+        return self.config.fpixels
+
+    @property
+    def distance(self):
+        """Nominal distance from the config (m)."""
+        return self._evaluate(lambda d, dt: jnp.asarray(d.distance_mm, dt) * _MM)
+
+    @property
+    def pixel_size(self):
+        """Pixel size (m)."""
+        return self._evaluate(lambda d, dt: jnp.asarray(d.pixel_size_mm, dt) * _MM)
+
+    @property
+    def close_distance(self):
+        """Distance from the sample to the detector plane along its normal, pix0·odet (m)."""
+        return self._frame_value(lambda f: f.close_distance)
+
+    @property
+    def distance_corrected(self):
+        """Sample to direct-beam spot along the beam, close_distance / r_factor (m)."""
+        return self._frame_value(lambda f: f.distance)
+
+    @property
+    def r_factor(self):
+        """beam · odet after all rotations (the C program's ``ratio``)."""
+        return self._frame_value(lambda f: f.close_distance / f.distance)
+
+    def get_r_factor(self):
+        return self.r_factor
+
+    def get_corrected_distance(self):
+        return self.distance_corrected
+
+    # -- basis, origin, beam centre ----------------------------------------------------------
+    @property
+    def fdet_vec(self):
+        """Fast axis (unit vector, lab frame) after all rotations."""
+        return self._frame_value(lambda f: f.fdet)
+
+    @property
+    def sdet_vec(self):
+        """Slow axis (unit vector) after all rotations."""
+        return self._frame_value(lambda f: f.sdet)
+
+    @property
+    def odet_vec(self):
+        """Detector normal (unit vector) after all rotations."""
+        return self._frame_value(lambda f: f.odet)
+
+    @property
+    def pix0_vector(self):
+        """Position of the corner of pixel (0, 0) (m)."""
+        return self._frame_value(lambda f: f.pix0)
+
+    @property
+    def beam_vector(self):
+        """Incident beam direction (unit vector, photon propagation)."""
+        return self._frame_value(lambda f: f.beam)
+
+    @property
+    def beam_center_f(self):
+        """Where the direct beam meets the detector, along the fast axis (pixels from pixel
+        (0, 0)'s corner; for the MOSFLM convention this includes its half pixel)."""
+        return self._frame_value(lambda f: f.Fbeam / f.pixel_size)
+
+    @property
+    def beam_center_s(self):
+        """Where the direct beam meets the detector, along the slow axis (pixels)."""
+        return self._frame_value(lambda f: f.Sbeam / f.pixel_size)
+
+    # -- pixels ------------------------------------------------------------------------------
+    def get_pixel_coords(self):
+        """Lab position of every pixel centre, shape (spixels, fpixels, 3), in metres
+        (on the sphere for a curved detector)."""
+
+        def fn(d, dt):
+            b = self._built(d, dt)
+            return _pixel_centres(b.setup, det_geo.detector_frame(b.setup, b.params), dt)
+
+        return self._evaluate(fn)
+
+    def get_solid_angle(self, pixel_coords=None):
+        """Solid angle of every pixel (sr): (pixel/R)²·close_distance/R, or 1/R² for
+        ``point_pixel``; R from ``pixel_coords`` (m) when given."""
+
+        def fn(d, coords, dt):
+            b = self._built(d, dt)
+            frame = det_geo.detector_frame(b.setup, b.params)
+            coords = _pixel_centres(b.setup, frame, dt) if coords is None else jnp.asarray(coords, dt)
+            R = jnp.sqrt(jnp.sum(coords * coords, axis=-1))
+            return det_geo.solid_angle(b.setup, frame, R)
+
+        return self._evaluate(fn, (self.config, pixel_coords))
+
+
+def _pixel_centres(setup, frame, dt):
+    """Pixel-centre positions (spixels, fpixels, 3) from the core's sub-pixel mapping with
+    one sub-pixel and one sensor layer."""
+    setup = dataclasses.replace(setup, oversample=1, thicksteps=1)
+    s = jnp.broadcast_to(jnp.arange(setup.spixels)[:, None], (setup.spixels, setup.fpixels))
+    f = jnp.broadcast_to(jnp.arange(setup.fpixels)[None, :], (setup.spixels, setup.fpixels))
+    pos = det_geo.subpixel_positions(setup, frame, s, f, jnp.zeros((), dt))
+    return pos.reshape(setup.spixels, setup.fpixels, 3)

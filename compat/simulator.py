@@ -1,0 +1,156 @@
+"""``Simulator``: the port's simulator class, rendering with ``nanobragg_jax.simulate``.
+
+``Simulator(crystal, detector, crystal_config, beam_config).run()`` translates the three
+configs into the core's ``Setup`` and ``Params`` (``compat._translate.build``) and calls
+``simulate`` — the same image as the core, and as the C program, for the same
+configuration.  The configs are read when ``run`` is called, so values assigned to
+them after construction count, and a config value that is a JAX tracer makes ``run``
+differentiable with ``jax.grad`` (the JAX replacement for ``requires_grad=True`` +
+``backward()``).  With torch tensors in the configs (or a torch device/dtype), ``run``
+returns a torch tensor whose backward pass is the JAX VJP.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Optional
+
+import jax.numpy as jnp
+
+from nanobragg_jax import simulate
+from nanobragg_jax.physics import R_E_SQR
+
+from ._common import Component, evaluate
+from ._translate import RunOptions, build
+from .config import BeamConfig, CrystalConfig
+from .models.crystal import Crystal
+from .models.detector import Detector
+
+__all__ = ["Simulator"]
+
+# CrystalConfig fields that a Simulator's crystal_config overrides (as in the port).
+_ROTATION_FIELDS = ("phi_start_deg", "osc_range_deg", "phi_steps", "mosaic_spread_deg",
+                    "mosaic_domains", "mosaic_seed", "spindle_axis")
+
+
+class Simulator(Component):
+    """Renders the diffraction image of ``crystal`` on ``detector``.
+
+    Args:
+      crystal, detector: the models (their configs are read at every ``run``).
+      crystal_config: when given, its spindle and mosaic settings (phi_start_deg,
+        osc_range_deg, phi_steps, mosaic_spread_deg, mosaic_domains, mosaic_seed,
+        spindle_axis) replace the crystal's, as in the port.
+      beam_config: the beam (default: the crystal's ``beam_config``, else ``BeamConfig()``).
+      device, dtype: as for ``Crystal``; None falls back to the crystal's, then the
+        detector's, then JAX's default.
+      debug_config: accepted for the port's signature; tracing lives in the CLI
+        (``nanoBragg -trace_pixel``).
+    """
+
+    def __init__(self, crystal: Crystal, detector: Detector, crystal_config: Optional[CrystalConfig] = None,
+                 beam_config: Optional[BeamConfig] = None, device: Any = None, dtype: Any = None,
+                 debug_config: Optional[dict] = None):
+        self.crystal = crystal if crystal is not None else Crystal()
+        self.detector = detector if detector is not None else Detector()
+        self.crystal_config = crystal_config
+        if beam_config is None:
+            beam_config = getattr(self.crystal, "beam_config", None) or BeamConfig()
+        self.beam_config = beam_config
+        self.debug_config = debug_config or {}
+        if device is None:
+            device = getattr(self.crystal, "_device_arg", None) or getattr(self.detector, "_device_arg", None)
+        if dtype is None:
+            dtype = getattr(self.crystal, "dtype", None) or getattr(self.detector, "dtype", None)
+        self._init_device(device, dtype)
+        self._torch_io = (self._torch_io or getattr(self.crystal, "_torch_io", False)
+                          or getattr(self.detector, "_torch_io", False))
+
+    # -- configuration -------------------------------------------------------------------
+    def effective_crystal_config(self) -> CrystalConfig:
+        """The crystal's config with this simulator's spindle/mosaic settings applied."""
+        base = self.crystal.config
+        override = self.crystal_config
+        if override is None or override is base:
+            return base
+        merged = copy.copy(base)
+        for name in _ROTATION_FIELDS:
+            object.__setattr__(merged, name, getattr(override, name))
+        return merged
+
+    def _state(self) -> tuple:
+        return (self.effective_crystal_config(), self.detector.config, self.beam_config, self.crystal.hkl_data)
+
+    def _evaluate(self, fn, state=None):
+        return evaluate(fn, state if state is not None else self._state(), dtype=self._np_dtype,
+                        torch_io=self._torch_io, device=self._device_arg)
+
+    def build(self, run: RunOptions = RunOptions(), dtype: Any = None):
+        """The core's ``(Setup, Params)`` for the current configs (a ``Built`` tuple)."""
+        from ._common import jax_dtype
+        from ._values import resolve_dtype
+
+        c, d, b, hkl_data = self._state()
+        dt = jax_dtype(resolve_dtype(dtype) if dtype is not None else self._np_dtype)
+        return build(c, d, b, dtype=dt, hkl=self.crystal._hkl_table(hkl_data),
+                     interpolate=self.crystal._interpolate, run=run, device=self._jax_device)
+
+    # -- the image -------------------------------------------------------------------------
+    def run(self, pixel_batch_size: Optional[int] = None, stochastic_pixel_count: Optional[int] = None,
+            override_a_star: Any = None, oversample: Optional[int] = None,
+            oversample_omega: Optional[bool] = None, oversample_polar: Optional[bool] = None,
+            oversample_thick: Optional[bool] = None):
+        """The image in photons per pixel, shape (spixels, fpixels).
+
+        Args:
+          pixel_batch_size: detector rows per tile (bounds memory; the core tiles anyway).
+          stochastic_pixel_count, override_a_star: the port's experimental hooks; not
+            supported (raise ``NotImplementedError``).
+          oversample, oversample_omega, oversample_polar, oversample_thick: override the
+            detector config for this run.
+        """
+        if stochastic_pixel_count is not None:
+            raise NotImplementedError("compat: stochastic_pixel_count is not supported; use a ROI "
+                                      "(DetectorConfig.roi_*) or a mask to render part of the detector")
+        if override_a_star is not None:
+            raise NotImplementedError("compat: override_a_star is not supported; give the orientation "
+                                      "through CrystalConfig.mosflm_a_star/b_star/c_star")
+        opts = RunOptions(oversample=oversample, oversample_omega=oversample_omega,
+                          oversample_polar=oversample_polar, oversample_thick=oversample_thick,
+                          tile_rows=pixel_batch_size)
+        crystal = self.crystal
+        device = self._jax_device
+
+        def fn(c, d, b, hkl_data, dt):
+            built = build(c, d, b, dtype=dt, hkl=crystal._hkl_table(hkl_data),
+                          interpolate=crystal._interpolate, run=opts, device=device)
+            return simulate(built.setup, built.params)
+
+        return self._evaluate(fn)
+
+    # -- the port's beam attributes ----------------------------------------------------------
+    @property
+    def wavelength(self):
+        """Wavelength (Å)."""
+        return self._evaluate(lambda b, dt: jnp.asarray(b.wavelength_A, dt), (self.beam_config,))
+
+    @property
+    def fluence(self):
+        """Fluence (photons/m²)."""
+        return self._evaluate(lambda b, dt: jnp.asarray(b.fluence, dt), (self.beam_config,))
+
+    @property
+    def kahn_factor(self):
+        """Kahn polarisation factor (0 with ``nopolar``, as in the port)."""
+        return self._evaluate(lambda b, dt: jnp.asarray(0.0 if b.nopolar else b.polarization_factor, dt),
+                              (self.beam_config,))
+
+    @property
+    def r_e_sqr(self):
+        """Classical electron radius squared (m²)."""
+        return self._evaluate(lambda dt: jnp.asarray(R_E_SQR, dt), ())
+
+    @property
+    def incident_beam_direction(self):
+        """Unit vector of photon propagation."""
+        return self.detector.beam_vector
