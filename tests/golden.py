@@ -41,6 +41,17 @@ def stage_inputs(rec: dict, workdir: Path) -> None:
         shutil.copy(golden_dir() / "inputs" / name, workdir / name)
 
 
+def full_args(rec: dict) -> list[str]:
+    """The flags exactly as the C program ran them: the case's own, then the outputs.
+
+    The trailing output flags matter: the C program tests ``argc > i+1`` for some
+    flags (``-curved_det``) and reads the next three words after ``-misset_seed``.
+    """
+    extra = ["-floatfile", "float.bin", "-intfile", "int.img", "-nopgm", "-noprogress"]
+    extra += ["-noisefile", "noise.img"] if rec.get("noise") else ["-nonoise"]
+    return list(rec["args"]) + extra
+
+
 def compare(ours: np.ndarray, ref: np.ndarray) -> dict:
     """The corpus's comparison figures: correlation, sum ratio, max |Δ| / max(C)."""
     a = np.asarray(ours, np.float64).ravel()
