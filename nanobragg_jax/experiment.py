@@ -332,7 +332,9 @@ def resolve(st: CState) -> Experiment:
     if st.misset[0] == -1.0:
         from .rng import random_misset_angles
 
-        seed = st.misset_seed if st.misset_seed is not None else (st.seed if st.seed is not None else -_time_seed())
+        # As in the C program, -seed does not reach the misset stream: its default is
+        # the time-based seed the program starts with.
+        seed = st.misset_seed if st.misset_seed is not None else -_time_seed()
         ang = random_misset_angles(seed)
         log.append("random orientation misset angles: %f %f %f deg" % tuple(np.asarray(ang) * RTD))
         misset_deg = [float(x) * RTD for x in ang]

@@ -4,8 +4,8 @@ The C program scans argv once and tests every argument against every flag with
 ``strstr`` (substring match), in a fixed order, without consuming values.  One
 argument can therefore trigger several branches — ``-close_distance`` also runs
 the ``-distance`` branch, ``-twotheta_axis 0 1 0`` also sets 2θ = 0°,
-``-misset_seed 12345`` also sets a misset of 12345° about x, ``-mosaic_seed``
-also sets the noise seed, ``-pgmscale`` also sets the int-file scale.  Those
+``-misset_seed 12345`` also sets a misset of 12345° about x, ``-detector_thicksteps``
+also runs ``-thicksteps``, ``-printout_pixel`` also turns on ``-printout``.  Those
 effects are part of the images the program writes, so ``_apply_c_flag_loop``
 reproduces the loop branch by branch (see docs/c-differences.md).
 
@@ -383,12 +383,17 @@ class CState:
         self.beam_vector = [1.0, 0.0, 0.0]
 
 
-def _apply_header(st: CState, header: dict, *, flip_y: bool) -> None:
-    """Detector values from an SMV header (C: the -mask and -img pre-pass)."""
-    from .io.smv import header_value
+def _apply_header(st: CState, header_text: str, *, flip_y: bool) -> None:
+    """Detector values from an SMV header (C: the -mask and -img pre-pass).
+
+    Keys are looked up like the C program's ``ValueOf``: the last occurrence of
+    the key as a substring wins (so ``DISTANCE`` can pick up ``CLOSE_DISTANCE``).
+    """
+    from .io.smv import c_value_of
 
     def get(key):
-        return header_value(header, key)
+        v = c_value_of(header_text, key)
+        return None if math.isnan(v) else v
 
     v = get("PIXEL_SIZE")
     if v is not None:
@@ -433,12 +438,12 @@ def _read_image_headers(st: CState, argv: list[str]) -> None:
     if st.maskfilename is not None:
         smv = read_smv(st.maskfilename)
         st.spixels, st.fpixels = smv.data.shape
-        _apply_header(st, smv.header, flip_y=True)
+        _apply_header(st, smv.header_text, flip_y=True)
         st.mask = np.asarray(smv.data)
     if st.imgfilename is not None:
         smv = read_smv(st.imgfilename)
         st.spixels, st.fpixels = smv.data.shape
-        _apply_header(st, smv.header, flip_y=False)
+        _apply_header(st, smv.header_text, flip_y=False)
 
 
 def _apply_c_flag_loop(st: CState, argv: list[str]) -> None:
@@ -697,8 +702,6 @@ def _apply_c_flag_loop(st: CState, argv: list[str]) -> None:
             st.write_pgm = True
         if has("-printout"):
             st.printout = True
-        # Ours: the C program's "-noprogress" also matches "-progress" and so
-        # never turns the meter off; we honour it.
         if arg == "-noprogress":
             st.progress_meter = False
         if arg == "-progress":
