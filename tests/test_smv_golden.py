@@ -129,7 +129,7 @@ def _lines_agree(ours: str, theirs: str) -> bool:
     """Same words; numbers equal to ~5 significant digits (a sign-of-zero slip is tolerated)."""
     if ours == theirs:
         return True
-    if _NUM.sub("#", ours) != _NUM.sub("#", theirs):
+    if _NUM.sub("#", ours).split() != _NUM.sub("#", theirs).split():
         return False
     for a, b in zip(_NUM.findall(ours), _NUM.findall(theirs)):
         if not math.isclose(float(a), float(b), rel_tol=2e-5, abs_tol=1e-12):
