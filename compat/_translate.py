@@ -234,6 +234,13 @@ def c_argv(c: CrystalConfig, d: DetectorConfig, b: BeamConfig, *, run: RunOption
     return argv
 
 
+def _default_device() -> jax.Device:
+    configured = jax.config.jax_default_device
+    if isinstance(configured, jax.Device):
+        return configured
+    return jax.devices()[0]
+
+
 def _n_cells(c: CrystalConfig) -> tuple[Any, Any, Any]:
     n = c.N_cells  # a tuple, or an array / tensor of three
     return n[0], n[1], n[2]
@@ -391,6 +398,7 @@ def build(c: CrystalConfig, d: DetectorConfig, b: BeamConfig, *, dtype: Any,
     if setup_changes:
         setup = dataclasses.replace(setup, **setup_changes)
     params = p.replace(**changes)
-    if device is not None:
+    if device is not None and device != _default_device():
+        # Only a non-default device commits the arrays (committed inputs compile separately).
         params = jax.device_put(params, device)
     return Built(setup=setup, params=params, experiment=exp)

@@ -169,7 +169,7 @@ class Crystal(Component):
 
         def fn(c, hkl_data, h, k, l, dt):  # noqa: E741
             built = build(c, DetectorConfig(), BeamConfig(), dtype=dt, hkl=self._hkl_table(hkl_data),
-                          interpolate=interpolate, run=RunOptions(oversample=1))
+                          interpolate=interpolate, run=RunOptions(oversample=1), device=self._jax_device)
             s, p = built.setup, built.params
             q = jnp.stack(jnp.broadcast_arrays(jnp.asarray(h, dt), jnp.asarray(k, dt), jnp.asarray(l, dt)), axis=-1)
             near = physics.structure_factor_nearest(q, p.F_grid, s.hkl_min, s.hkl_max, p.default_F, s.has_hkl)
@@ -187,7 +187,7 @@ class Crystal(Component):
 
     def _built(self, c, dt, detector_config=None):
         return build(c, detector_config or DetectorConfig(), self.beam_config or BeamConfig(), dtype=dt,
-                     run=RunOptions(oversample=1))
+                     run=RunOptions(oversample=1), device=self._jax_device)
 
     def compute_cell_tensors(self) -> dict:
         """Real (Å) and reciprocal (Å⁻¹) vectors after the misset rotation, and the volume (Å³)."""

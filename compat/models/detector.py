@@ -41,9 +41,9 @@ class Detector(Component):
         state = state if state is not None else (self.config,)
         return evaluate(fn, state, dtype=self._np_dtype, torch_io=self._torch_io, device=self._device_arg)
 
-    @staticmethod
-    def _built(d, dt):
-        return build(CrystalConfig(default_F=1.0), d, BeamConfig(), dtype=dt, run=RunOptions(oversample=1))
+    def _built(self, d, dt):
+        return build(CrystalConfig(default_F=1.0), d, BeamConfig(), dtype=dt, run=RunOptions(oversample=1),
+                     device=self._jax_device)
 
     def _frame_value(self, pick):
         def fn(d, dt):
