@@ -396,7 +396,9 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     from . import from_cli_args, report, simulate
     from .flags import FlagError
 
+    clock = _Clock(err)
     exp = from_cli_args(list(argv))
+    clock.lap("parse flags and inputs")
     check_cell(exp)
     check_experiment(exp)
     opts = exp.options
@@ -433,7 +435,9 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
 
     label = f"rendering {setup.fpixels}x{setup.spixels} pixels"
     with Spinner(label, err, _progress_wanted(opts, err)):
+        clock.lap("checks and summary")
         image = np.asarray(simulate(exp.setup, exp.params))
+        clock.lap("render (compile + run)")
     image32 = image.astype(np.float32)
     bad = int(np.count_nonzero(~np.isfinite(image32)))
     if bad:
@@ -455,6 +459,7 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         for line in trace.trace_lines(exp, int(tp[0]), int(tp[1]), image32):
             print(line, file=out)
 
+    clock.lap("traces")
     stats = report.image_statistics(image32, exp)
     omega = report.solid_angle_sum(exp)
     int_scale = report.auto_int_scale(float(opts.get("intfile_scale") or 0.0), stats.max_I)
@@ -470,7 +475,9 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     preview = pgm_io.pgm_pixels(image32, pgm_scale, roi) if (opts.get("write_pgm") or opts.get("pngfile")) else None
     noise = None
     if opts.get("calculate_noise"):
+        clock.lap("statistics and integer images")
         noise = _noise(exp, image32, adc, opts["seed_used"])
+        clock.lap("noise")
 
     warning = trace.interpolation_warning(exp)
     for line in warning or [""]:
@@ -498,7 +505,28 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         print(f"writing {opts['noisefile']} as 2-byte integers", file=out)
         smv_io.write_smv(opts["noisefile"], data, header)
     out.flush()
+    clock.lap("write files")
+    clock.total()
     return 0
+
+
+class _Clock:
+    """Phase timings on stderr when NANOBRAGG_TIMING is set (for profiling the command)."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.on = bool(os.environ.get("NANOBRAGG_TIMING"))
+        self.t0 = self.t = time.perf_counter()
+
+    def lap(self, what: str) -> None:
+        if self.on:
+            now = time.perf_counter()
+            print(f"timing: {what:32s} {now - self.t:7.3f} s", file=self.stream)
+            self.t = now
+
+    def total(self) -> None:
+        if self.on:
+            print(f"timing: {'total after imports':32s} {time.perf_counter() - self.t0:7.3f} s", file=self.stream)
 
 
 def _noise(exp, image32: np.ndarray, adc: float, seed: int):
@@ -525,7 +553,9 @@ def _statics_before_noise(exp):
     st = _c_state(exp.options.get("argv", []))
     misset_seed = None
     if st.misset[0] == -1.0:
-        misset_seed = st.misset_seed if st.misset_seed is not None else exp.options.get("seed_used")
+        # the seed experiment.py drew the random misset with (see from_cli_args)
+        misset_seed = st.misset_seed if st.misset_seed is not None else (
+            st.seed if st.seed is not None else exp.options.get("seed_used"))
     return rng.replay_statics_before_noise(st.mosaic_seed, exp.setup.mosaic_domains, misset_seed)
 
 
