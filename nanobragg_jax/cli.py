@@ -559,18 +559,56 @@ def _statics_before_noise(exp):
     return rng.replay_statics_before_noise(st.mosaic_seed, exp.setup.mosaic_domains, misset_seed)
 
 
+class _LogStream:
+    """stdout for the log: a reader that went away (``| head``) must not stop the run."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self.broken = True
+            except UnicodeEncodeError:
+                return self.stream.write(text.encode("ascii", "replace").decode("ascii"))
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self.broken = True
+
+    def isatty(self) -> bool:
+        try:
+            return self.stream.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+
+def _silence_broken_stdout() -> None:
+    """Point fd 1 at /dev/null so the interpreter's final flush does not complain."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``nanoBragg`` console script; returns the exit status."""
     console = argv is None
     args = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
-    out, err = sys.stdout, sys.stderr
+    out, err = _LogStream(sys.stdout), sys.stderr
     if not args or any(a in _HELP_FLAGS for a in args):
-        text = help_text()
-        try:
-            out.write(text)
-        except UnicodeEncodeError:
-            out.write(text.encode("ascii", "replace").decode("ascii"))
+        out.write(help_text())
         out.flush()
+        if out.broken and console:
+            _silence_broken_stdout()
         return 0
 
     import jax
@@ -607,6 +645,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "set NANOBRAGG_DEBUG=1 for a traceback", file=err)
     finally:
         err.flush()
+        if out.broken and console:
+            _silence_broken_stdout()
         if not console:
             jax.config.update("jax_enable_x64", previous)
     return EXIT_USAGE

@@ -473,3 +473,32 @@ def test_python_dash_m(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("nanoBragg: error: ")
     assert "Traceback" not in proc.stderr
+
+
+def test_a_closed_stdout_does_not_stop_the_run(tmp_path, monkeypatch):
+    class Closing(io.StringIO):
+        def write(self, text):
+            if self.tell() > 200:
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(text)
+
+    monkeypatch.setattr(sys, "stdout", Closing())
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        rc = main(BASE + QUIET + ["-nonoise", "-nopgm"])
+    finally:
+        os.chdir(cwd)
+    assert rc == 0
+    assert (tmp_path / "floatimage.bin").stat().st_size == 64 * 64 * 4
+    assert (tmp_path / "intimage.img").stat().st_size == 512 + 64 * 64 * 2
+
+
+def test_cli_reference_documents_every_flag():
+    text = (REPO / "docs" / "cli.md").read_text(encoding="utf-8")
+    for spec in FLAGS:
+        for name in spec.names:
+            assert f"`{name}`" in text, name
+    for word in ("floatimage.bin", "intimage.img", "image.pgm", "noiseimage.img", "DIALS_ORIGIN",
+                 "-noise_exact", "exit status 2"):
+        assert word in text, word
