@@ -474,12 +474,14 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
 
     preview = pgm_io.pgm_pixels(image32, pgm_scale, roi) if (opts.get("write_pgm") or opts.get("pngfile")) else None
     noise = None
+    clock.lap("statistics and integer images")
     if opts.get("calculate_noise"):
-        clock.lap("statistics and integer images")
         noise = _noise(exp, image32, adc, opts["seed_used"])
         clock.lap("noise")
 
     warning = trace.interpolation_warning(exp)
+    if setup.interpolate:
+        clock.lap("interpolation range check")
     for line in warning or [""]:
         print(line, file=out)
     for line in report.statistics_lines(stats, omega):

@@ -60,14 +60,26 @@ def _interpolation_switch(setup: Setup, params: Params):
     else:
         active = jnp.asarray(order < s_idx.size)
 
-    def one(args):
-        s, f, a = args
-        return kernel.interpolation_trigger(setup, ctx, s, f, a)
+    n_tiles = S.shape[0]
+    none = jnp.int32(S.size)
 
-    first = jax.lax.map(one, (S, F, active)).reshape(-1)
-    hit = first < K
-    p_star = jnp.where(jnp.any(hit), jnp.argmax(hit), S.size).astype(jnp.int32)
-    k_star = jnp.where(jnp.any(hit), first[jnp.minimum(p_star, S.size - 1)], K).astype(jnp.int32)
+    # scan the tiles in raster order and stop at the first one where the neighbourhood leaves the
+    # grid (usually the first tile: the detector's edge is at the highest resolution)
+    def cond(state):
+        i, p_star, _ = state
+        return (i < n_tiles) & (p_star == none)
+
+    def body(state):
+        i, p_star, k_star = state
+        first = kernel.interpolation_trigger(setup, ctx, S[i], F[i], active[i])
+        hit = first < K
+        j = jnp.argmax(hit)
+        found = jnp.any(hit)
+        p_star = jnp.where(found, (i * tile + j).astype(jnp.int32), p_star)
+        k_star = jnp.where(found, first[j].astype(jnp.int32), k_star)
+        return i + 1, p_star, k_star
+
+    _, p_star, k_star = jax.lax.while_loop(cond, body, (jnp.int32(0), none, jnp.int32(K)))
     return p_star, k_star
 
 
