@@ -86,6 +86,14 @@ def to_jax(t) -> jax.Array:
     t = t.detach()
     if not t.is_contiguous():
         t = t.contiguous()
+    if t.device.type == "cpu":
+        try:
+            # NumPy's DLPack view, then device_put: on a CPU backend JAX aliases the host
+            # buffer (no copy) and the array stays uncommitted, so compiled programs are
+            # shared with the pure-JAX path.
+            return jax.device_put(np.from_dlpack(t))
+        except Exception:  # dtypes NumPy cannot view (bfloat16): JAX's own DLPack import
+            pass
     try:
         return jax.dlpack.from_dlpack(t)
     except Exception:  # e.g. a device JAX does not see: go through the host

@@ -10,8 +10,10 @@ crystal was created with a torch device/dtype or its config holds torch tensors.
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Any, Optional
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -26,6 +28,24 @@ from ..config import BeamConfig, CrystalConfig, DetectorConfig
 __all__ = ["Crystal"]
 
 _ANGSTROM = 1e-10
+
+
+@partial(jax.jit, static_argnums=0)
+def _cell_tensors(setup, params) -> dict:
+    lat = crystal_geo.lattice(setup, params)
+    return {"a": lat.real[0], "b": lat.real[1], "c": lat.real[2],
+            "a_star": lat.reciprocal[0], "b_star": lat.reciprocal[1], "c_star": lat.reciprocal[2],
+            "V": lat.volume}
+
+
+@partial(jax.jit, static_argnums=0)
+def _rotated_vectors(setup, params):
+    lat = crystal_geo.lattice(setup, params)
+    real = crystal_geo.rotated_real_vectors(setup, params, lat.real) / _ANGSTROM
+    # Rotations are orthogonal: the same rotations carry the reciprocal vectors.
+    recip = crystal_geo.rotated_real_vectors(setup, params, lat.reciprocal) / _ANGSTROM
+    return ((real[..., 0, :], real[..., 1, :], real[..., 2, :]),
+            (recip[..., 0, :], recip[..., 1, :], recip[..., 2, :]))
 
 
 class Crystal(Component):
@@ -194,10 +214,7 @@ class Crystal(Component):
 
         def fn(c, dt):
             b = self._built(c, dt)
-            lat = crystal_geo.lattice(b.setup, b.params)
-            return {"a": lat.real[0], "b": lat.real[1], "c": lat.real[2],
-                    "a_star": lat.reciprocal[0], "b_star": lat.reciprocal[1], "c_star": lat.reciprocal[2],
-                    "V": lat.volume}
+            return _cell_tensors(b.setup, b.params)
 
         return self._evaluate(fn, (self.config,))
 
@@ -254,12 +271,7 @@ class Crystal(Component):
 
         def fn(c, dt):
             b = self._built(c, dt, detector_config)
-            lat = crystal_geo.lattice(b.setup, b.params)
-            real = crystal_geo.rotated_real_vectors(b.setup, b.params, lat.real) / _ANGSTROM
-            # Rotations are orthogonal: the same rotations carry the reciprocal vectors.
-            recip = crystal_geo.rotated_real_vectors(b.setup, b.params, lat.reciprocal) / _ANGSTROM
-            return ((real[..., 0, :], real[..., 1, :], real[..., 2, :]),
-                    (recip[..., 0, :], recip[..., 1, :], recip[..., 2, :]))
+            return _rotated_vectors(b.setup, b.params)
 
         return self._evaluate(fn, (cfg,))
 

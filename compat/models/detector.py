@@ -8,8 +8,10 @@ Units as in the port: metres for positions and distances, pixels for the beam ce
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import Any, Optional
 
+import jax
 import jax.numpy as jnp
 
 from nanobragg_jax.geometry import detector as det_geo
@@ -21,6 +23,25 @@ from ..config import BeamConfig, CrystalConfig, DetectorConfig
 __all__ = ["Detector"]
 
 _MM = 1e-3
+
+
+@partial(jax.jit, static_argnums=0)
+def _frame(setup, params):
+    return det_geo.detector_frame(setup, params)
+
+
+@partial(jax.jit, static_argnums=0)
+def _pixel_coords(setup, params):
+    return _pixel_centres(setup, det_geo.detector_frame(setup, params))
+
+
+@partial(jax.jit, static_argnums=0)
+def _solid_angle(setup, params, coords):
+    frame = det_geo.detector_frame(setup, params)
+    if coords is None:
+        coords = _pixel_centres(setup, frame)
+    R = jnp.sqrt(jnp.sum(coords * coords, axis=-1))
+    return det_geo.solid_angle(setup, frame, R)
 
 
 class Detector(Component):
@@ -48,7 +69,7 @@ class Detector(Component):
     def _frame_value(self, pick):
         def fn(d, dt):
             b = self._built(d, dt)
-            return pick(det_geo.detector_frame(b.setup, b.params))
+            return pick(_frame(b.setup, b.params))
 
         return self._evaluate(fn)
 
@@ -136,7 +157,7 @@ class Detector(Component):
 
         def fn(d, dt):
             b = self._built(d, dt)
-            return _pixel_centres(b.setup, det_geo.detector_frame(b.setup, b.params), dt)
+            return _pixel_coords(b.setup, b.params)
 
         return self._evaluate(fn)
 
@@ -146,19 +167,16 @@ class Detector(Component):
 
         def fn(d, coords, dt):
             b = self._built(d, dt)
-            frame = det_geo.detector_frame(b.setup, b.params)
-            coords = _pixel_centres(b.setup, frame, dt) if coords is None else jnp.asarray(coords, dt)
-            R = jnp.sqrt(jnp.sum(coords * coords, axis=-1))
-            return det_geo.solid_angle(b.setup, frame, R)
+            return _solid_angle(b.setup, b.params, None if coords is None else jnp.asarray(coords, dt))
 
         return self._evaluate(fn, (self.config, pixel_coords))
 
 
-def _pixel_centres(setup, frame, dt):
+def _pixel_centres(setup, frame):
     """Pixel-centre positions (spixels, fpixels, 3) from the core's sub-pixel mapping with
     one sub-pixel and one sensor layer."""
     setup = dataclasses.replace(setup, oversample=1, thicksteps=1)
     s = jnp.broadcast_to(jnp.arange(setup.spixels)[:, None], (setup.spixels, setup.fpixels))
     f = jnp.broadcast_to(jnp.arange(setup.fpixels)[None, :], (setup.spixels, setup.fpixels))
-    pos = det_geo.subpixel_positions(setup, frame, s, f, jnp.zeros((), dt))
+    pos = det_geo.subpixel_positions(setup, frame, s, f, jnp.zeros((), frame.pix0.dtype))
     return pos.reshape(setup.spixels, setup.fpixels, 3)
