@@ -555,9 +555,9 @@ def _statics_before_noise(exp):
     st = _c_state(exp.options.get("argv", []))
     misset_seed = None
     if st.misset[0] == -1.0:
-        # the seed experiment.py drew the random misset with (see from_cli_args)
-        misset_seed = st.misset_seed if st.misset_seed is not None else (
-            st.seed if st.seed is not None else exp.options.get("seed_used"))
+        # the seed the random misset was drawn with: -misset_seed, else (as in the C program)
+        # the start-up time, which we can only re-read
+        misset_seed = st.misset_seed if st.misset_seed is not None else -int(time.time())
     return rng.replay_statics_before_noise(st.mosaic_seed, exp.setup.mosaic_domains, misset_seed)
 
 
