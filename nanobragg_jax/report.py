@@ -94,14 +94,15 @@ def image_statistics(image: np.ndarray, exp: Experiment) -> RenderStats:
     img = np.asarray(image, np.float32).astype(np.float64)
     setup = exp.setup
     rendered = rendered_mask(exp)
-    vals = img[rendered]
+    everything = bool(rendered.all())
+    vals = img.ravel() if everything else img[rendered]
     n = int(vals.size)
     total = float(np.sum(vals)) if n else 0.0
-    sumsqr = float(np.sum(vals * vals)) if n else 0.0
+    sumsqr = float(np.dot(vals, vals)) if n else 0.0
 
     max_I, max_x, max_y, where = 0.0, 0.0, 0.0, None
     if n:
-        candidates = np.where(rendered, img, -np.inf)
+        candidates = img if everything else np.where(rendered, img, -np.inf)
         flat = int(np.argmax(candidates))  # first occurrence in raster order
         best = float(candidates.ravel()[flat])
         if best > 0.0:
@@ -118,9 +119,11 @@ def image_statistics(image: np.ndarray, exp: Experiment) -> RenderStats:
     if sumn <= 1:
         sumn = 2
     rms = math.sqrt(sumsqr / (sumn - 1))
-    in_roi = img[roi_mask(setup)]
+    fmin, fmax, smin, smax = roi_bounds(setup)
+    in_roi = img[smin:smax + 1, fmin:fmax + 1].ravel() if (fmax >= fmin and smax >= smin) else img[:0, 0]
     n_roi = int(in_roi.size)
-    dev = float(np.sum((in_roi - mean) ** 2)) if n_roi else 0.0
+    dev = in_roi - mean
+    dev = float(np.dot(dev, dev)) if n_roi else 0.0
     rmsd = math.sqrt(dev / ((n_roi if n_roi > 1 else 2) - 1))
     return RenderStats(max_I, max_x, max_y, where, mean, rms, rmsd, total, n, n_roi)
 
@@ -131,12 +134,12 @@ def _unit(v) -> np.ndarray:
     return v / n if n > 0 else np.zeros(3)
 
 
-def solid_angle_sum(exp: Experiment, max_elements: int = 1 << 22) -> float:
+def solid_angle_sum(exp: Experiment) -> float:
     """The C program's "solid angle subtended by detector" (sr): Σ ω over layers × sub-pixels / steps.
 
     Without ``-oversample_omega`` every layer and sub-pixel of a pixel reuses the solid angle of
     its first sub-pixel, so one evaluation per pixel suffices; with it, every layer × sub-pixel
-    is evaluated (in row blocks of bounded size).
+    is evaluated.  Works row block by row block on component arrays (no (…, 3) temporaries).
     """
     setup, info = exp.setup, exp.info
     rendered = rendered_mask(exp)
@@ -152,50 +155,58 @@ def solid_angle_sum(exp: Experiment, max_elements: int = 1 << 22) -> float:
     close = float(info["close_distance"])
     layer = float(info.get("thickstep") or 0.0) if setup.has_thickness else 0.0
     if setup.oversample_omega:
-        ticks = np.arange(n, dtype=np.float64)
-        layers = np.arange(T, dtype=np.float64) * layer
+        subs = [(i, j, t) for t in range(T) for i in range(n) for j in range(n)]
+        weight = 1.0
     else:
-        ticks = np.zeros(1)
-        layers = np.zeros(1)
+        subs = [(0, 0, 0)]
+        weight = float(n * n * T)
     rows = np.flatnonzero(rendered.any(axis=1))
-    per_row = setup.fpixels * ticks.size * ticks.size * layers.size
-    block = max(1, max_elements // max(per_row, 1))
-    total = 0.0
     fidx = np.arange(setup.fpixels, dtype=np.float64)
+    block = max(1, (1 << 20) // max(setup.fpixels, 1))
+    total = 0.0
     for start in range(0, rows.size, block):
-        r = rows[start:start + block].astype(np.float64)
-        F = sub * (fidx[:, None] * n + ticks) + sub / 2.0  # (Fp, nF)
-        S = sub * (r[:, None] * n + ticks) + sub / 2.0  # (R, nS)
-        pos = (pix0
-               + S[:, None, :, None, None, None] * sdet
-               + F[None, :, None, :, None, None] * fdet
-               + layers[None, None, None, None, :, None] * odet)  # (R, Fp, nS, nF, T, 3)
-        if setup.curved_detector:
-            pos = _curve(pos, beam, fdet, sdet, distance)
-        R2 = np.sum(pos * pos, axis=-1)
-        R = np.sqrt(R2)
-        if setup.point_pixel:
-            om = 1.0 / R2
-        else:
-            om = pixel * pixel / R2 * close / R
-        keep = rendered[rows[start:start + block]][:, :, None, None, None]
-        if setup.oversample_omega:
-            total += float(np.sum(np.where(keep, om, 0.0)))
-        else:
-            total += float(np.sum(np.where(keep, om, 0.0))) * n * n * T
+        r = rows[start:start + block]
+        keep = rendered[r]
+        rv = r.astype(np.float64)[:, None]
+        for i, j, t in subs:
+            S = sub * (rv * n + i) + sub / 2.0  # (R, 1)
+            F = sub * (fidx[None, :] * n + j) + sub / 2.0  # (1, Fp)
+            O = t * layer
+            if setup.curved_detector:
+                x, y, z = (pix0[k] + S * sdet[k] + F * fdet[k] + O * odet[k] for k in range(3))
+                x, y, z = _curve_components(x, y, z, beam, fdet, sdet, distance)
+                R2 = x * x + y * y + z * z
+            else:
+                # |b + S·s + F·f|² expanded, b = pix0 + O·o: row terms + column terms + S·F term
+                b = pix0 + O * odet
+                rowv = b[None, :] + S * sdet[None, :]  # (R, 3)
+                R2 = np.sum(rowv * rowv, axis=1)[:, None] + F * (2.0 * (b @ fdet) + F * (fdet @ fdet))
+                fs = float(fdet @ sdet)
+                if fs != 0.0:
+                    R2 = R2 + 2.0 * fs * S * F
+            if setup.point_pixel:
+                om = 1.0 / R2
+            else:
+                om = pixel * pixel / R2 * close / np.sqrt(R2)
+            total += float(np.sum(om, where=keep)) * weight
     return total / setup.steps
 
 
-def _rotate(v: np.ndarray, axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
-    c = np.cos(angle)[..., None]
-    s = np.sin(angle)[..., None]
-    return axis * (np.sum(axis * v, -1)[..., None] * (1 - c)) + v * c + np.cross(axis, v) * s
+def _rotate_components(v, axis, angle):
+    """Rodrigues rotation of component arrays v = (x, y, z) about a unit axis by angle arrays."""
+    c, s = np.cos(angle), np.sin(angle)
+    ax, ay, az = axis
+    x, y, z = v
+    dot = (ax * x + ay * y + az * z) * (1.0 - c)
+    return (ax * dot + x * c + (ay * z - az * y) * s,
+            ay * dot + y * c + (az * x - ax * z) * s,
+            az * dot + z * c + (ax * y - ay * x) * s)
 
 
-def _curve(pos: np.ndarray, beam, fdet, sdet, distance: float) -> np.ndarray:
-    start = np.broadcast_to(distance * beam, pos.shape)
-    step = _rotate(start, sdet, pos[..., 1] / distance)
-    return _rotate(step, fdet, pos[..., 2] / distance)
+def _curve_components(x, y, z, beam, fdet, sdet, distance: float):
+    start = tuple(np.full(np.broadcast(x, y, z).shape, distance * b) for b in beam)
+    step = _rotate_components(start, sdet, y / distance)
+    return _rotate_components(step, fdet, z / distance)
 
 
 # ---------------------------------------------------------------------------------------------
