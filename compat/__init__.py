@@ -23,6 +23,7 @@ from .config import (
     DetectorPivot,
     NoiseConfig,
 )
+from ._translate import DecisionError
 from .models.crystal import Crystal
 from .models.detector import Detector
 from .simulator import Simulator
@@ -31,6 +32,7 @@ __all__ = [
     "BeamConfig",
     "Crystal",
     "CrystalConfig",
+    "DecisionError",
     "CrystalShape",
     "Detector",
     "DetectorConfig",

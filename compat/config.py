@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Literal, Optional, Tuple
+from typing import Any, Literal, Optional
 
 __all__ = [
     "BeamConfig",
