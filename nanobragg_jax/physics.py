@@ -11,7 +11,6 @@ import jax.numpy as jnp
 from jax import Array
 
 from .geometry.vectors import unitize
-from .safe import safe_sqrt
 
 # Classical electron radius squared (m²), as the C program fixes it.
 R_E_SQR = 7.94079248018965e-30
@@ -22,37 +21,93 @@ ROUND_XTAL_SCALE = 0.723601254558268  # sphere/cube volume-ratio correction
 GAUSS_XTAL_WIDTH = 0.63
 TOPHAT_RADIUS_SQR = 0.3969
 
-_SIN_EPS = 1e-10
+# |N·u| below which sin(N u)/sin(u) is evaluated by its Taylor series (relative
+# truncation error ~ (N u)^6/5040 ≈ 2e-22: the series and the ratio agree to rounding).
+_GRATING_SERIES = 1e-3
+# x² below which sinc3 is evaluated by its Taylor series (truncation ~ x^8/1e6 ≈ 1e-14;
+# the closed form loses ~1e-16/x² to cancellation there).
+_SINC3_SERIES_SQR = 1e-2
+
+
+def _grating(u: Array, N: Array) -> Array:
+    """sin(N u)/sin(u) for |u| ≤ π/2: smooth (all orders) through u = 0.
+
+    Near u = 0 the 0/0 ratio is replaced by its series
+    N [1 − (N²−1)u²/6 + (N²−1)(3N²−7)u⁴/360], so first *and second*
+    derivatives in u and N are exact there (∂/∂N = 1 and ∂²/∂u² = −N(N²−1)/3
+    at u = 0), which a plain ``where(u == 0, N, ratio)`` would not give.
+    """
+    small = jnp.abs(u) * jnp.maximum(jnp.abs(N), 1.0) < _GRATING_SERIES
+    us = jnp.where(small, 1.0, u)
+    regular = jnp.sin(N * us) / jnp.sin(us)
+    u2 = jnp.where(small, u, 0.0) ** 2
+    n2m1 = N * N - 1.0
+    series = N * (1.0 - n2m1 * u2 / 6.0 + n2m1 * (3.0 * N * N - 7.0) * u2 * u2 / 360.0)
+    return jnp.where(small, series, regular)
 
 
 def sincg(x: Array, N: Array) -> Array:
     """Grating function sin(N x)/sin(x) (the 1-D transform of N unit cells).
 
-    At x = kπ the ratio is 0/0; the limit N cos(N x)/cos(x) (= ±N) is used there.
+    Evaluated as (−1)^{k(N−1)} sin(N u)/sin(u) with x = kπ + u, |u| ≤ π/2: the
+    same value for integer N (the C program's ``sincg``), finite with exact
+    derivatives at x = kπ (the 0/0 points), and periodic in x for any N.
+    For non-integer N the C formula has poles at x = kπ, k ≠ 0 (its N-gradient
+    is infinite at every Bragg peak but the origin); the periodic continuation
+    used here keeps the peak height N and width 1/N, so N is a smooth crystal
+    size.  See ``lattice_factor_square``.
     """
-    s = jnp.sin(x)
-    small = jnp.abs(s) < _SIN_EPS
-    safe_s = jnp.where(small, 1.0, s)
-    regular = jnp.sin(N * x) / safe_s
-    cos_x = jnp.cos(jnp.where(small, x, 0.0))
-    limit = N * jnp.cos(N * jnp.where(small, x, 0.0)) / jnp.where(small, cos_x, 1.0)
-    return jnp.where(small, limit, regular)
+    k = jnp.ceil(x / jnp.pi - 0.5)
+    return _grating_sign(k, N) * _grating(x - k * jnp.pi, N)
+
+
+def _grating_sign(k: Array, N: Array) -> Array:
+    """(−1)^{k(N−1)} for the nearest integer N (the sign of sincg at the k-th peak).
+
+    Piecewise constant (zero gradient); it never changes F_latt², only the sign
+    that the trace output prints, which then matches the C program's.
+    """
+    odd = jnp.mod(k * (jnp.round(N) - 1.0), 2.0) != 0.0
+    return jnp.where(odd, -1.0, 1.0).astype(jnp.result_type(k, N))
 
 
 def sinc3(x: Array) -> Array:
-    """3 (sin x − x cos x)/x³, the transform of a sphere; 1 at x = 0."""
-    small = jnp.abs(x) < 1e-4
-    xs = jnp.where(small, 1.0, x)
-    regular = 3.0 * (jnp.sin(xs) / xs - jnp.cos(xs)) / (xs * xs)
-    x2 = jnp.where(small, x, 0.0) ** 2
-    series = 1.0 - x2 / 10.0 + x2 * x2 / 280.0
+    """3 (sin x − x cos x)/x³, the transform of a sphere; 1 at x = 0.
+
+    Even in x; evaluated through ``sinc3_of_sqr(x²)`` so it is smooth at 0.
+    """
+    return sinc3_of_sqr(x * x)
+
+
+def sinc3_of_sqr(r: Array) -> Array:
+    """sinc3(√r) for r = x² ≥ 0: analytic in r, so derivatives are finite at r = 0.
+
+    Small r: 1 − r/10 + r²/280 − r³/15120; otherwise 3(sin x/x − cos x)/x².
+    """
+    small = r < _SINC3_SERIES_SQR
+    rs = jnp.where(small, 1.0, r)
+    x = jnp.sqrt(rs)
+    regular = 3.0 * (jnp.sin(x) / x - jnp.cos(x)) / rs
+    r0 = jnp.where(small, r, 0.0)
+    series = 1.0 - r0 / 10.0 + r0 * r0 / 280.0 - r0 * r0 * r0 / 15120.0
     return jnp.where(small, series, regular)
 
 
 def lattice_factor_square(hkl: Array, N: Array) -> Array:
-    """Parallelepiped crystal: F_latt = Π sincg(π h_i, N_i)."""
-    x = jnp.pi * hkl
-    return sincg(x[..., 0], N[0]) * sincg(x[..., 1], N[1]) * sincg(x[..., 2], N[2])
+    """Parallelepiped crystal: F_latt = Π sincg(π h_i, N_i).
+
+    Computed from the exact fractional offset δ = h − k (k = ceil(h − ½)):
+    sincg(πh, N) = (−1)^{k(N−1)} sin(Nπδ)/sin(πδ), identical to the C
+    program's sin(Nπh)/sin(πh) for integer N (up to rounding, and more accurate
+    at large h), smooth at integer h, and smooth in N (see ``sincg``).
+    """
+    k = jnp.ceil(hkl - 0.5)
+    u = jnp.pi * (hkl - k)
+    out = None
+    for i in range(3):
+        f = _grating_sign(k[..., i], N[i]) * _grating(u[..., i], N[i])
+        out = f if out is None else out * f
+    return out
 
 
 def fractional_offset(hkl: Array) -> Array:
@@ -64,7 +119,8 @@ def lattice_factor_round(hkl: Array, N: Array, fudge: Array) -> Array:
     """Ellipsoidal crystal: F_latt = N_aN_bN_c·0.7236·sinc3(π·sqrt(Σ(Δh_i N_i)²·fudge))."""
     d = fractional_offset(hkl) * N
     hrad_sqr = jnp.sum(d * d, axis=-1)
-    return N[0] * N[1] * N[2] * ROUND_XTAL_SCALE * sinc3(jnp.pi * safe_sqrt(hrad_sqr * fudge))
+    # sinc3(π·sqrt(hrad²·fudge)) written in x² so that it is smooth at the peak.
+    return N[0] * N[1] * N[2] * ROUND_XTAL_SCALE * sinc3_of_sqr(jnp.pi**2 * (hrad_sqr * fudge))
 
 
 def reciprocal_distance_sqr(hkl: Array, recip: Array, N: Array) -> Array:
@@ -108,17 +164,15 @@ def polarization_factor(kahn: Array, incident: Array, diffracted: Array, axis: A
     """
     cos2t = jnp.sum(incident * diffracted, axis=-1)
     cos2t_sqr = cos2t * cos2t
-    sin2t_sqr = 1.0 - cos2t_sqr
     B_in = unitize(jnp.cross(axis, incident))
     E_in = unitize(jnp.cross(incident, B_in))
     E_out = jnp.sum(diffracted * E_in, axis=-1)
     B_out = jnp.sum(diffracted * B_in, axis=-1)
-    # cos 2ψ from the projections, without atan2 (undefined at the direct beam).
-    r2 = E_out * E_out + B_out * B_out
-    on_axis = r2 <= 0.0
-    r2_safe = jnp.where(on_axis, 1.0, r2)
-    cos_2psi = jnp.where(on_axis, 1.0, (E_out * E_out - B_out * B_out) / r2_safe)
-    return 0.5 * (1.0 + cos2t_sqr - kahn * cos_2psi * sin2t_sqr)
+    # The C program forms ψ = −atan2(B_out, E_out) and cos 2ψ·sin²2θ.  For unit
+    # vectors sin²2θ = E_out² + B_out², so cos 2ψ·sin²2θ = E_out² − B_out²: the
+    # same number without atan2, whose derivative is undefined at the direct
+    # beam (2θ = 0) and explodes near it.
+    return 0.5 * (1.0 + cos2t_sqr - kahn * (E_out * E_out - B_out * B_out))
 
 
 def water_background(fluence: Array, water_size_um: Array) -> Array:

@@ -7,6 +7,7 @@ function here substitutes a harmless operand on the unselected side first.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax import Array
 
@@ -26,3 +27,14 @@ def safe_divide(num: Array, den: Array, fallback: Array | float = 0.0) -> Array:
     """num/den where den ≠ 0, else ``fallback``; finite gradients everywhere."""
     ok = den != 0
     return jnp.where(ok, num / jnp.where(ok, den, 1.0), fallback)
+
+
+def clip_value_keep_gradient(x: Array, upper: Array | float) -> Array:
+    """min(x, upper) in value, but with the derivative of x (straight-through).
+
+    For clips that only guard against rounding (sin γ* ≤ 1): the analytic
+    function never exceeds ``upper``, so its derivative is the right one even
+    where rounding lands on or above the bound.  For x in [upper/2, 2·upper]
+    the value is exactly min(x, upper).
+    """
+    return x - jax.lax.stop_gradient(x - jnp.minimum(x, upper))

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from ..config import Params, Setup
-from ..safe import safe_norm, safe_sqrt
+from ..safe import clip_value_keep_gradient, safe_norm, safe_sqrt
 from . import vectors as V
 
 ANGSTROM = 1e-10
@@ -53,7 +53,10 @@ def reciprocal_from_cell(cell: Array) -> tuple[Array, Array]:
     cos_as = (jnp.cos(beta) * jnp.cos(gamma) - jnp.cos(alpha)) / (jnp.sin(beta) * jnp.sin(gamma))
     cos_bs = (jnp.cos(gamma) * jnp.cos(alpha) - jnp.cos(beta)) / (jnp.sin(gamma) * jnp.sin(alpha))
     cos_gs = (jnp.cos(alpha) * jnp.cos(beta) - jnp.cos(gamma)) / (jnp.sin(alpha) * jnp.sin(beta))
-    sin_gs = jnp.minimum(c * vstar / a_len / b_len, 1.0)
+    # The C program clips sin γ* at 1 (rounding can push it a hair above).  The
+    # clip is applied to the value only: a plain minimum would zero (or, at a
+    # tie, halve) the derivative exactly at γ* = 90°, the common case.
+    sin_gs = clip_value_keep_gradient(c * vstar / a_len / b_len, 1.0)
     zero = jnp.zeros_like(a_len)
     astar = jnp.stack([a_len, zero, zero])
     bstar = jnp.stack([b_len * cos_gs, b_len * sin_gs, zero])

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from ..config import Params, Setup
+from ..safe import safe_norm
 from . import vectors as V
 
 MM = 1e-3
@@ -82,9 +83,10 @@ def detector_frame(setup: Setup, params: Params) -> DetectorFrame:
     f0 = V.unitize(params.fdet)
     s0 = V.unitize(params.sdet)
     o_raw = params.odet
-    o_norm = jnp.sqrt(jnp.sum(o_raw * o_raw))
+    o_norm = safe_norm(o_raw)
     # The C program keeps odet only if it was given with unit length; otherwise
-    # it regenerates it as fdet × sdet.
+    # it regenerates it as fdet × sdet.  (A discrete choice: the comparison
+    # carries no gradient, and each branch is differentiable on its own.)
     o0 = jnp.where(o_norm == 1.0, o_raw, V.unitize(V.cross(f0, s0)))
     beam = V.unitize(params.beam_vector)
     tt_axis = params.twotheta_axis
