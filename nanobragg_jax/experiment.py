@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+from functools import partial
 from typing import Optional, Sequence
 
 import jax
@@ -525,13 +526,17 @@ def _time_seed() -> int:
     return int(time.time())
 
 
-def derived_geometry(setup: Setup, params: Params) -> dict:
-    """Detector and cell quantities the C program prints or decides on (float64)."""
+@partial(jax.jit, static_argnums=0)
+def _geometry_arrays(setup: Setup, params: Params):
     from .geometry import crystal as crystal_geo
     from .geometry import detector as det_geo
 
-    frame = det_geo.detector_frame(setup, params)
-    lat = crystal_geo.lattice(setup, params)
+    return det_geo.detector_frame(setup, params), crystal_geo.lattice(setup, params)
+
+
+def derived_geometry(setup: Setup, params: Params) -> dict:
+    """Detector and cell quantities the C program prints or decides on (float64)."""
+    frame, lat = _geometry_arrays(setup, params)
     real = np.asarray(lat.real) * 1e-10
     return dict(
         distance=float(frame.distance),
