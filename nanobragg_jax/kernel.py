@@ -19,12 +19,25 @@ that is a suffix product over the sub-path sequence, computed here with a
 reversed cumulative product.
 
 Pixels are processed in tiles (``lax.map``) so that memory is bounded by the
-tile, not the detector; inside a tile everything is broadcasting arithmetic
-that XLA fuses.
+tile, not the detector.  Two evaluations of the same sum:
+
+* the fast path (``pixel_photons_fast``; every run without tricubic
+  interpolation or ``-oversample_thick/_polar/_omega``): per-pixel geometry once
+  per (layer, sub-pixel, source), then one loop over the sub-paths in the C
+  program's order whose body is a single fused, vectorised pass over the tile's
+  pixels — no sub-path tensor is materialised, and the pixel's running sum is
+  accumulated in C order.  F_latt² of the parallelepiped spot uses a polynomial
+  sin(πx) after exact reduction of the argument (XLA's CPU ``sin`` is a scalar
+  library call, ~20 ns; the polynomial vectorises, ~1 ns);
+* the general path (``sub_paths`` + ``pixel_photons_general``): all sub-paths of a
+  tile broadcast as (P, T, n, n, S, Φ, D) arrays, which expresses the
+  loop-order semantics (first-index searches, suffix products, the
+  interpolation switch) with masks and cumulative products.
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -41,8 +54,19 @@ from .geometry import vectors as V
 WATER_CONSTANT = (physics.WATER_F**2 * physics.R_E_SQR * 1e6 * physics.AVOGADRO
                   / physics.WATER_MW * 1e-18)  # t in µm: (1e-6 m)³
 
-# Sub-path elements per tile; bounds the kernel's working memory (~100 B each).
+# General path: sub-path elements per tile; bounds its working memory (~100 B each).
 DEFAULT_TILE_BUDGET = 1 << 18
+# Fast path: the loop body runs over a tile's pixels, so the tile must be long
+# enough to amortise the loop's per-iteration cost (~µs) but short enough that its
+# per-(layer, sub-pixel, source) arrays stay in cache.  Pixels × (layer·sub-pixel·
+# source rows) per tile, and the bounds on the tile (chosen by benchmark, see
+# docs/performance.md).
+FAST_ROW_BUDGET = 1 << 18
+FAST_TILE_MIN = 1 << 12
+FAST_TILE_MAX = 1 << 18
+TILE_QUANTUM = 256
+# Loop unrolling of the fast path's sub-path loop (fewer loop iterations, longer compile).
+FAST_UNROLL = 4
 
 
 class Context(NamedTuple):
@@ -97,12 +121,39 @@ def build_context(setup: Setup, params: Params) -> Context:
     )
 
 
+def fast_path_applies(setup: Setup) -> bool:
+    """Whether ``pixel_photons_fast`` computes this setup (no loop-order-coupled flags)."""
+    return not (setup.interpolate or setup.oversample_thick or setup.oversample_polar
+                or setup.oversample_omega)
+
+
 def tile_pixels(setup: Setup) -> int:
-    """Pixels per tile: the budget divided by the sub-path count (×64 for tricubic)."""
+    """Pixels per tile, from the sub-path count.
+
+    General path: the element budget divided by the sub-paths per pixel (×64 for
+    tricubic).  Fast path: its working set is (layer·sub-pixel·source) rows per
+    pixel, so the tile is the row budget divided by that, within
+    [FAST_TILE_MIN, FAST_TILE_MAX].
+    """
     if setup.tile_pixels:
         return setup.tile_pixels
+    if fast_path_applies(setup):
+        rows = setup.thicksteps * setup.n_subpixels * setup.n_sources
+        tile = min(max(FAST_ROW_BUDGET // rows, FAST_TILE_MIN), FAST_TILE_MAX)
+        return int(1 << (tile.bit_length() - 1))  # a power of two: see round_tile
     per_pixel = setup.subpaths_per_pixel * (64 if setup.interpolate else 1)
     return int(max(1, min(DEFAULT_TILE_BUDGET // max(per_pixel, 1), 1 << 16)))
+
+
+def round_tile(tile: int, n_pixels: int) -> int:
+    """The tile actually used for ``n_pixels`` pixels: at most the ROI, rounded up to TILE_QUANTUM.
+
+    XLA:CPU splits a fused loop into equal parts for its threads and vectorises
+    each only when no bounds check is needed, so fast-path tiles are kept at a
+    multiple of TILE_QUANTUM pixels (the padding pixels are computed and dropped).
+    """
+    tile = max(1, min(tile, n_pixels))
+    return -(-tile // TILE_QUANTUM) * TILE_QUANTUM if tile >= TILE_QUANTUM else tile
 
 
 class SubPaths(NamedTuple):
@@ -174,8 +225,17 @@ def pixel_photons(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
     """Photons in each pixel of a tile (mask not applied).
 
     ``trigger`` = (pixel index, sub-path index) of the first sub-path at which the
-    C program turns tricubic interpolation off for the rest of the image.
+    C program turns tricubic interpolation off for the rest of the image (unused
+    unless ``setup.interpolate``).  Dispatches to the fast path when it applies.
     """
+    if fast_path_applies(setup):
+        return pixel_photons_fast(setup, ctx, spixel, fpixel)
+    return pixel_photons_general(setup, ctx, spixel, fpixel, linear_index, trigger)
+
+
+def pixel_photons_general(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
+                          linear_index: Array, trigger: tuple[Array, Array]) -> Array:
+    """``pixel_photons`` by broadcasting every sub-path of the tile (any setup)."""
     sp = sub_paths(setup, ctx, spixel, fpixel)
     P = spixel.shape[0]
     K = sp.F_latt[0].size
@@ -228,3 +288,202 @@ def pixel_photons(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
     if not setup.oversample_omega:
         photons = photons * omega_first
     return photons
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast path
+# ---------------------------------------------------------------------------------------------
+
+# Taylor coefficients of sin(πr) = Σ c_i r^(2i+1); on |r| ≤ ½ the truncation error
+# of 7 terms is 6e-10 (float32 rounding is 6e-8), of 11 terms 3e-16.
+_SINPI_TERMS = {4: 7, 8: 11}
+# The grating's series threshold (|πδ|·max(|N|, 1) below it): the same as physics'.
+_GRATING_SERIES = getattr(physics, "_GRATING_SERIES", 1e-3)
+
+
+def _sinpi_coefficients(n_terms: int) -> list[float]:
+    out, fact = [], 1.0
+    for i in range(n_terms):
+        if i:
+            fact *= (2 * i) * (2 * i + 1)
+        out.append((-1.0) ** i * math.pi ** (2 * i + 1) / fact)
+    return out
+
+
+def sinpi_reduced(r: Array) -> Array:
+    """sin(πr) for |r| ≤ ½ by its Taylor polynomial (plain arithmetic: vectorises).
+
+    Accurate to the rounding of r's dtype; derivatives are those of the polynomial
+    (relative error of the same order).
+    """
+    coeffs = _sinpi_coefficients(_SINPI_TERMS.get(jnp.dtype(r.dtype).itemsize, 11))
+    r2 = r * r
+    p = coeffs[-1]
+    for c in reversed(coeffs[:-1]):
+        p = p * r2 + c
+    return r * p
+
+
+def grating_sqr(x: Array, N: Array) -> Array:
+    """(sin(πNx)/sin(πx))², the square of one axis of the parallelepiped F_latt.
+
+    Same function as ``physics.sincg(πx, N)²`` — the sign (−1)^{k(N−1)} drops out
+    of the square — with the same Taylor series where |πδ|·max(|N|, 1) < 1e-3
+    (δ = x − nearest integer), so values and derivatives agree at the peaks.
+    Both sines are evaluated at exactly reduced arguments: δ, and Nδ minus its
+    nearest integer.
+    """
+    d = x - jnp.round(x)
+    nd = N * d
+    sn = sinpi_reduced(nd - jnp.round(nd))
+    sd = sinpi_reduced(d)
+    u = jnp.pi * d
+    small = jnp.abs(u) * jnp.maximum(jnp.abs(N), 1.0) < _GRATING_SERIES
+    u2 = jnp.where(small, u, 0.0) ** 2
+    n2m1 = N * N - 1.0
+    series = N * (1.0 - n2m1 * u2 / 6.0 + n2m1 * (3.0 * N * N - 7.0) * u2 * u2 / 360.0)
+    g = jnp.where(small, series, sn / jnp.where(small, 1.0, sd))
+    return g * g
+
+
+def _lattice_factor_sqr(setup: Setup, ctx: Context, h: Array, k: Array, l: Array) -> Array:
+    """F_latt² of one sub-path from its Miller indices (separate arrays, no trailing 3-axis)."""
+    if setup.shape == "SQUARE":
+        N = ctx.N
+        return grating_sqr(h, N[0]) * grating_sqr(k, N[1]) * grating_sqr(l, N[2])
+    F = physics.lattice_factor(setup.shape, jnp.stack([h, k, l], axis=-1), ctx.recip, ctx.N,
+                               ctx.fudge)
+    return F * F
+
+
+def _subpixel_directions(setup: Setup, ctx: Context, spixel: Array, fpixel: Array):
+    """Unit diffracted directions (3 arrays) and air paths, each (T, n, n, P).
+
+    The same points as ``geometry.detector.subpixel_positions`` (pix0 + Fdet·fdet
+    + Sdet·sdet + Odet·odet), laid out with the pixel axis last and the three
+    components as separate arrays so that every later step is a plain
+    elementwise loop over pixels.
+    """
+    frame = ctx.frame
+    dtype = frame.pix0.dtype
+    n = setup.oversample
+    sub = frame.pixel_size / n
+    ticks = jnp.arange(n, dtype=dtype)[:, None]
+    Fdet = sub * (fpixel.astype(dtype)[None, :] * n + ticks) + sub / 2.0  # (n, P)
+    Sdet = sub * (spixel.astype(dtype)[None, :] * n + ticks) + sub / 2.0
+    Odet = jnp.arange(setup.thicksteps, dtype=dtype) * ctx.layer_step  # (T,)
+    pos = [
+        frame.pix0[c]
+        + Fdet[None, None, :, :] * frame.fdet[c]
+        + Sdet[None, :, None, :] * frame.sdet[c]
+        + Odet[:, None, None, None] * frame.odet[c]
+        for c in range(3)
+    ]
+    if setup.curved_detector:
+        curved = det_geo.curve_onto_sphere(frame, jnp.stack(pos, axis=-1))
+        pos = [curved[..., c] for c in range(3)]
+    airpath = jnp.sqrt(pos[0] * pos[0] + pos[1] * pos[1] + pos[2] * pos[2])
+    return [p / airpath for p in pos], airpath
+
+
+def _polarization(ctx: Context, inc: Array, d: list) -> Array:
+    """``physics.polarization_factor`` for sources inc (S, 3) and diffracted components
+    d (3 arrays of shape (..., P)): shape (..., S, P).
+
+    Written with explicit component sums: XLA:CPU turns a multiply-and-reduce over
+    a trailing axis of 3 into a YNNPACK fusion, which in float32 was seen to
+    return results wrong by ~0.3 % (jaxlib 0.10.2); plain arithmetic avoids it.
+    """
+    B_in = V.unitize(V.cross(ctx.polar_axis, inc))
+    E_in = V.unitize(V.cross(inc, B_in))
+
+    def proj(v):
+        return (v[:, 0, None] * d[0][..., None, :] + v[:, 1, None] * d[1][..., None, :]
+                + v[:, 2, None] * d[2][..., None, :])
+
+    cos2t, E_out, B_out = proj(inc), proj(E_in), proj(B_in)
+    return 0.5 * (1.0 + cos2t * cos2t - ctx.kahn * (E_out * E_out - B_out * B_out))
+
+
+def _capture_last_layer(setup: Setup, ctx: Context, d: list) -> Array:
+    """``geometry.detector.capture_fraction`` of the last layer for directions d (3 × (P,))."""
+    if not setup.has_thickness:
+        return jnp.ones_like(d[0])
+    odet = ctx.frame.odet
+    parallax = d[0] * odet[0] + d[1] * odet[1] + d[2] * odet[2]
+    t = float(setup.thicksteps - 1)
+    return (jnp.exp(-t * ctx.layer_step * ctx.mu / parallax)
+            - jnp.exp(-(t + 1) * ctx.layer_step * ctx.mu / parallax))
+
+
+def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array) -> Array:
+    """Photons in each pixel of a tile (P,) for setups without loop-coupled flags.
+
+    Per pixel: Ω at the first sub-pixel, capture fraction at the first sub-pixel
+    of the last layer, polarisation at the first (layer, sub-pixel, source) that
+    passes ``-dmin``; then I = I_bg + Σ_k F_cell²·F_latt² over the sub-paths k in
+    the C program's loop order, accumulated sequentially like the C program.
+    """
+    dtype = ctx.frame.pix0.dtype
+    P = spixel.shape[0]
+    d, airpath = _subpixel_directions(setup, ctx, spixel, fpixel)  # 3 × (T, n, n, P)
+    omega_first = det_geo.solid_angle(setup, ctx.frame, airpath[0, 0, 0])
+    capture_last = _capture_last_layer(setup, ctx, [c[-1, 0, 0] for c in d])
+
+    inc, lam = ctx.incident, ctx.wavelength  # (S, 3), (S,)
+    q = [(c[..., None, :] - inc[:, i, None]) / lam[:, None] for i, c in enumerate(d)]  # (T,n,n,S,P)
+    rows = q[0].size // P
+    q = [c.reshape(rows, P) for c in q]
+    if setup.use_dmin:
+        stol = 0.5 * jnp.sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2])
+        cut = (stol > 0) & (ctx.dmin > 0.5 / jnp.where(stol > 0, stol, 1.0))
+        pass_dmin = ~cut  # (rows, P)
+    else:
+        pass_dmin = None
+
+    if setup.nopolar:
+        polar_first = jnp.ones_like(omega_first)
+    elif setup.use_dmin:
+        polar = _polarization(ctx, inc, d).reshape(rows, P)
+        idx = first_true_index(pass_dmin.T)
+        got = jnp.take_along_axis(polar.T, jnp.minimum(idx, rows - 1)[:, None], 1)[:, 0]
+        polar_first = jnp.where(idx < rows, got, 0.0)
+    else:
+        polar_first = _polarization(ctx, inc[:1], [c[0, 0, 0] for c in d])[0]
+
+    A = ctx.real.reshape(-1, 9).astype(dtype)  # (Φ·D, 9): rows a, b, c of each (φ, domain)
+    n_mats = A.shape[0]
+    K = rows * n_mats
+
+    def term(kk, qx, qy, qz, ok):
+        a = A[kk % n_mats] if n_mats > 1 else A[0]
+        h = qx * a[0] + qy * a[1] + qz * a[2]
+        k = qx * a[3] + qy * a[4] + qz * a[5]
+        l = qx * a[6] + qy * a[7] + qz * a[8]
+        t = _lattice_factor_sqr(setup, ctx, h, k, l)
+        if setup.has_hkl:
+            F = physics.structure_factor_nearest(jnp.stack([h, k, l], axis=-1), ctx.F_grid,
+                                                 setup.hkl_min, setup.hkl_max, ctx.default_F, True)
+            t = F * F * t
+        if ok is not None:
+            t = jnp.where(ok, t, 0.0)
+        return t
+
+    def row(kk):
+        r = kk // n_mats if n_mats > 1 else kk
+        ok = pass_dmin[r] if pass_dmin is not None else None
+        return q[0][r], q[1][r], q[2][r], ok
+
+    if K == 1:
+        total = term(0, q[0][0], q[1][0], q[2][0], None if pass_dmin is None else pass_dmin[0])
+    else:
+        def body(kk, acc):
+            return acc + term(kk, *row(kk))
+        total = jax.lax.fori_loop(0, K, body, jnp.zeros((P,), dtype), unroll=min(FAST_UNROLL, K))
+    if not setup.has_hkl:
+        total = ctx.default_F * ctx.default_F * total
+    I = ctx.I_bg + total
+    photons = ctx.photon_scale * I
+    photons = photons * capture_last
+    photons = photons * polar_first
+    return photons * omega_first

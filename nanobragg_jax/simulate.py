@@ -63,35 +63,75 @@ def simulate(setup: Setup, params: Params) -> Array:
     """
     if _needs_wide_edges(setup, params):
         wide = params.astype(jnp.float64)
-        return _simulate(setup, wide).astype(jnp.float32)
-    return _simulate(setup, params)
+        return _simulate_dispatch(setup, wide).astype(jnp.float32)
+    return _simulate_dispatch(setup, params)
 
 
-@partial(jax.jit, static_argnames=("setup",))
-def _simulate(setup: Setup, params: Params) -> Array:
+def _roi_bounds(setup: Setup) -> tuple[int, int, int, int]:
+    """The ROI clipped to the detector: (fmin, fmax, smin, smax), possibly empty."""
+    fmin, fmax, smin, smax = setup.roi
+    return (max(fmin, 0), min(fmax, setup.fpixels - 1), max(smin, 0), min(smax, setup.spixels - 1))
+
+
+def _tile_indices(setup: Setup, tile: int, n_tiles: int) -> tuple[Array, Array, Array]:
+    """(slow, fast, raster order) index arrays of shape (n_tiles, tile), made in the graph.
+
+    Generated from an iota rather than embedded as constants, so the compiled
+    program (and the persistent cache entry) does not grow with the detector.
+    Padding entries repeat the last ROI pixel and carry order = n_valid.
+    """
+    fmin, fmax, smin, smax = _roi_bounds(setup)
+    width = fmax - fmin + 1
+    n_valid = width * (smax - smin + 1)
+    order = jnp.arange(n_tiles * tile, dtype=jnp.int32).reshape(n_tiles, tile)
+    lin = jnp.minimum(order, n_valid - 1)
+    s_idx = smin + lin // width
+    f_idx = fmin + lin % width
+    return s_idx, f_idx, jnp.minimum(order, n_valid)
+
+
+def _n_devices(setup: Setup) -> int:
+    """How many devices to spread the tiles over (see ``set_parallel_devices``)."""
+    if _PARALLEL["devices"] is not None:
+        n = _PARALLEL["devices"]
+    else:
+        try:
+            n = len(jax.devices("cpu")) if jax.default_backend() == "cpu" else 1
+        except RuntimeError:
+            n = 1
+    return max(1, int(n))
+
+
+def _simulate_dispatch(setup: Setup, params: Params) -> Array:
+    return _simulate(setup, params, _n_devices(setup))
+
+
+@partial(jax.jit, static_argnames=("setup", "n_dev"))
+def _simulate(setup: Setup, params: Params, n_dev: int = 1) -> Array:
     """The jitted renderer behind ``simulate`` (setup static)."""
     dtype = jnp.result_type(params.wavelength)
-    ctx = kernel.build_context(setup, params)
-    s_idx, f_idx, (fmin, fmax, smin, smax) = _roi_pixels(setup)
     image = jnp.zeros((setup.spixels, setup.fpixels), dtype)
-    if s_idx.size == 0:
+    fmin, fmax, smin, smax = _roi_bounds(setup)
+    if fmax < fmin or smax < smin:
         return image
-    lin = s_idx.astype(np.int64) * setup.fpixels + f_idx
+    n_valid = (fmax - fmin + 1) * (smax - smin + 1)
     tile = kernel.tile_pixels(setup)
-    tile = min(tile, s_idx.size)
-    S = jnp.asarray(_tiles(s_idx, tile, s_idx[-1]))
-    F = jnp.asarray(_tiles(f_idx, tile, f_idx[-1]))
-    order = jnp.asarray(_tiles(np.arange(s_idx.size, dtype=np.int32), tile, s_idx.size))
-    n_valid = s_idx.size
-
-    if setup.has_mask:
-        active_all = ctx.mask[s_idx, f_idx] != 0
-        active_tiles = jnp.concatenate([active_all, jnp.zeros(S.size - n_valid, bool)]).reshape(S.shape)
+    if kernel.fast_path_applies(setup):
+        tile = kernel.round_tile(tile, n_valid)
     else:
-        active_tiles = order < n_valid
+        tile = min(tile, n_valid)
+    n_tiles = -(-n_valid // tile)
+    n_dev = max(1, min(n_dev, n_tiles))
+    n_tiles = -(-n_tiles // n_dev) * n_dev  # a whole number of tiles per device
+    S, F, order = _tile_indices(setup, tile, n_tiles)
 
     if setup.interpolate:
+        ctx = kernel.build_context(setup, params)
         K = setup.subpaths_per_pixel
+        if setup.has_mask:
+            active_tiles = (ctx.mask[S, F] != 0) & (order < n_valid)
+        else:
+            active_tiles = order < n_valid
 
         def trig_tile(args):
             s, f, act = args
@@ -105,13 +145,68 @@ def _simulate(setup: Setup, params: Params) -> Array:
     else:
         trigger = (jnp.int32(0), jnp.int32(0))
 
-    def render_tile(args):
-        s, f, o = args
-        return kernel.pixel_photons(setup, ctx, s, f, o, trigger)
+    def render(params, S, F, order, trigger):
+        ctx = kernel.build_context(setup, params)
 
-    values = jax.lax.map(render_tile, (S, F, order)).reshape(-1)[:n_valid]
-    values = values.reshape(smax - smin + 1, fmax - fmin + 1)
-    image = image.at[smin:smax + 1, fmin:fmax + 1].set(values.astype(dtype))
+        # Rematerialised under differentiation: the backward pass recomputes a
+        # tile's sub-paths instead of storing them for every tile.
+        @jax.checkpoint
+        def render_tile(args):
+            s, f, o = args
+            return kernel.pixel_photons(setup, ctx, s, f, o, trigger)
+
+        return jax.lax.map(render_tile, (S, F, order))
+
+    if n_dev > 1:
+        from jax.sharding import Mesh, PartitionSpec as PS
+
+        mesh = Mesh(np.asarray(jax.devices("cpu")[:n_dev]), ("tiles",))
+        render = jax.shard_map(render, mesh=mesh, in_specs=(PS(), PS("tiles"), PS("tiles"),
+                                                            PS("tiles"), PS()),
+                               out_specs=PS("tiles"), check_vma=False)
+    values = render(params, S, F, order, trigger).reshape(-1)[:n_valid]
+    values = values.reshape(smax - smin + 1, fmax - fmin + 1).astype(dtype)
+    if (fmin, fmax, smin, smax) == (0, setup.fpixels - 1, 0, setup.spixels - 1):
+        image = values
+    else:
+        image = image.at[smin:smax + 1, fmin:fmax + 1].set(values)
     if setup.has_mask:
-        image = jnp.where(ctx.mask != 0, image, 0.0)
+        image = jnp.where(params.mask != 0, image, 0.0)
     return image
+
+
+# Device parallelism: None = every CPU device JAX exposes (one unless the process
+# asked for more, e.g. ``jax.config.update("jax_num_cpu_devices", os.cpu_count())``
+# before first use); an int = that many.
+_PARALLEL: dict = {"devices": None}
+
+
+def set_parallel_devices(n: int | None) -> None:
+    """Spread the tiles of every later ``simulate`` over ``n`` CPU devices.
+
+    XLA:CPU runs one program on one core; with several CPU devices
+    (``jax.config.update("jax_num_cpu_devices", k)`` at start-up) the tiles are
+    divided between them with ``shard_map`` so that k cores render at once.
+    ``None`` (the default) uses all CPU devices when the default backend is the
+    CPU; 1 disables it (e.g. inside your own ``pmap``/``shard_map``).
+    """
+    _PARALLEL["devices"] = n
+
+
+def enable_compilation_cache(path: str | None = None, min_compile_time_secs: float = 0.0) -> str:
+    """Turn on JAX's persistent compilation cache (for short-lived processes such as the CLI).
+
+    A second process that renders the same ``Setup`` loads the compiled program
+    from ``path`` instead of compiling it again.  Default path:
+    ``$NANOBRAGG_JAX_CACHE`` or ``~/.cache/nanobragg_jax/xla``.  Returns the path.
+    """
+    import os
+
+    if path is None:
+        path = os.environ.get("NANOBRAGG_JAX_CACHE") or os.path.join(
+            os.path.expanduser("~"), ".cache", "nanobragg_jax", "xla")
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_time_secs)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    return path
