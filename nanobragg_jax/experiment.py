@@ -195,6 +195,16 @@ def _sources_from_file(st: CState, beam: np.ndarray):
         rows[:, k] = np.where(np.isnan(rows[:, k]), default_pos[k], rows[:, k])
     rows[:, 3] = np.where(np.isnan(rows[:, 3]), 1.0, rows[:, 3])
     rows[:, 4] = np.where(np.isnan(rows[:, 4]), st.lambda0, rows[:, 4])
+    if not np.all(np.isfinite(rows)):
+        raise FlagError(f"-sourcefile {st.sourcefilename}: values must be finite numbers")
+    at_sample = np.flatnonzero(np.all(rows[:, :3] == 0.0, axis=1))
+    if at_sample.size:
+        raise FlagError(f"-sourcefile {st.sourcefilename}: line {at_sample[0] + 1} puts a source at the "
+                        "sample (X Y Z all zero or unreadable)")
+    bad_lambda = np.flatnonzero(rows[:, 4] <= 0)
+    if bad_lambda.size:
+        raise FlagError(f"-sourcefile {st.sourcefilename}: line {bad_lambda[0] + 1} has a wavelength ≤ 0 "
+                        "(column 5 is λ in metres)")
     return rows
 
 
@@ -254,6 +264,8 @@ def resolve(st: CState) -> Experiment:
         roi[3] = st.spixels
     if roi[1] < roi[0] or roi[3] < roi[2]:
         raise FlagError("-roi: xmin xmax ymin ymax must satisfy xmin ≤ xmax and ymin ≤ ymax")
+    if roi[0] > st.fpixels - 1 or roi[2] > st.spixels - 1 or roi[1] < 0 or roi[3] < 0:
+        raise FlagError("-roi: the region lies entirely off the detector")
 
     conv = st.beam_convention
     px = st.pixel_size
@@ -277,6 +289,11 @@ def resolve(st: CState) -> Experiment:
          st.polar_vector, st.spindle_vector) = [list(map(float, v)) for v in CONVENTION_VECTORS[conv]]
         st.detector_pivot = "SAMPLE" if conv in ("XDS", "DIALS") else "BEAM"
     beam_unit = _unit(st.beam_vector)
+    for name, vec in (("-fdet_vector", st.fdet_vector), ("-sdet_vector", st.sdet_vector),
+                      ("-beam_vector", st.beam_vector), ("-polar_vector", st.polar_vector),
+                      ("-spindle_axis", st.spindle_vector), ("-twotheta_axis", st.twotheta_axis)):
+        if not any(float(x) != 0.0 for x in vec):
+            raise FlagError(f"{name}: the direction vector is zero")
 
     # -- structure factors and cell must exist (the C program's usage exit) --
     hkl_missing = st.hklfilename is None and not os.path.exists(st.dumpfilename) and st.default_F == 0.0
@@ -315,8 +332,10 @@ def resolve(st: CState) -> Experiment:
         a_, b_, g_ = cell[3], cell[4], cell[5]
         s_ = (a_ + b_ + g_) / 2
         skew = abs(math.sin(s_) * math.sin(s_ - a_) * math.sin(s_ - b_) * math.sin(s_ - g_))
-        if skew == 0.0:
-            raise FlagError("-cell: the cell angles give zero volume (impossible cell)")
+        ca, cb, cg = math.cos(a_), math.cos(b_), math.cos(g_)
+        metric = 1.0 - ca * ca - cb * cb - cg * cg + 2.0 * ca * cb * cg
+        if skew == 0.0 or metric <= 1e-12:
+            raise FlagError("-cell: no parallelepiped has these angles (impossible cell)")
     recip_matrix = np.eye(3)
     if st.matfilename is not None:
         # A matrix wins over -cell (the C program reads it after the cell).
@@ -467,6 +486,9 @@ def resolve(st: CState) -> Experiment:
     with jax.enable_x64(True):
         p64 = Params(**{k: jnp.asarray(v, jnp.float64) for k, v in params.items()})
         geo = derived_geometry(setup, p64)
+    if not math.isfinite(geo["distance"]) or abs(geo["distance"]) > 1e6:
+        raise FlagError("detector geometry: the detector plane is parallel to the beam "
+                        "(check -twotheta / -detector_rot* / vectors)")
     a_len, b_len, c_len = geo["cell_lengths_m"]
     if st.sample_x > 0:
         st.Na = float(math.ceil(st.sample_x / a_len))
@@ -481,6 +503,11 @@ def resolve(st: CState) -> Experiment:
     recommended = int(math.ceil(3.0 * xtal_max / reciprocal_pixel)) if reciprocal_pixel > 0 else 1
     if recommended <= 0:
         recommended = 1
+    if st.oversample <= 0 and recommended > MAX_AUTO_OVERSAMPLE:
+        raise FlagError(
+            f"automatic oversampling would need {recommended}×{recommended} sub-pixels per pixel "
+            "(crystal too large for the pixel size at this distance, or degenerate geometry); "
+            "give -oversample explicitly")
     oversample = st.oversample if st.oversample > 0 else recommended
     if st.oversample <= 0:
         log.append(f"auto-selected {oversample}-fold oversampling")
@@ -488,8 +515,6 @@ def resolve(st: CState) -> Experiment:
 
     if st.lambda0 <= 0 or not math.isfinite(st.lambda0):
         raise FlagError("-lambda/-energy: the wavelength must be positive and finite")
-    if source_mode == "file" and np.any(source_lambda <= 0):
-        raise FlagError(f"-sourcefile {st.sourcefilename}: wavelengths must be positive")
 
     dtype = np.float32 if st.dtype == "float32" else np.float64
     params_obj = Params(**{k: np.asarray(v, dtype) for k, v in params.items()})
@@ -512,6 +537,7 @@ def resolve(st: CState) -> Experiment:
 
 
 NAN_ = float("nan")
+MAX_AUTO_OVERSAMPLE = 64  # beyond this an automatic choice is a geometry mistake, not a request
 
 
 def _replace(setup: Setup, **kw) -> Setup:

@@ -111,7 +111,7 @@ CASES = [
     ("reversed-roi-x", GOOD + ["-roi", "10", "5", "0", "10"], ["-roi"]),
     ("reversed-roi-y", GOOD + ["-roi", "0", "10", "8", "2"], ["-roi"]),
     ("negative-roi", GOOD + ["-roi", "-5", "10", "0", "10"], ["-roi"]),
-    ("roi-off-detector", GOOD + ["-roi", "100", "200", "100", "200"], ["-roi", "no pixel"]),
+    ("roi-off-detector", GOOD + ["-roi", "100", "200", "100", "200"], ["-roi", "off the detector"]),
     ("printout-pixel-off-detector", GOOD + ["-printout_pixel", "40", "3"], ["-printout_pixel", "outside"]),
     ("trace-pixel-off-detector", GOOD + ["-trace_pixel", "3", "40"], ["-trace_pixel", "outside"]),
     # structure factors
@@ -123,8 +123,8 @@ CASES = [
     ("short-hkl", CELL + ["-hkl", "short.hkl"], ["short.hkl"]),
     ("garbled-hkl", CELL + ["-hkl", "words.hkl"], ["words.hkl"]),
     ("binary-hkl", CELL + ["-hkl", "binary.hkl"], ["binary.hkl"]),
-    ("nan-hkl", CELL + ["-hkl", "nan.hkl"], ["structure factors", "NaN"]),
-    ("inf-hkl", CELL + ["-hkl", "inf.hkl"], ["structure factors"]),
+    ("nan-hkl", CELL + ["-hkl", "nan.hkl"], ["nan.hkl", "not finite"]),
+    ("inf-hkl", CELL + ["-hkl", "inf.hkl"], ["inf.hkl", "not finite"]),
     ("garbled-fdump", CELL + ["-dump", "Fdump.garbled"], ["Fdump.garbled"]),
     # the matrix
     ("missing-mat", ["-mat", "absent.mat", "-default_F", "1", "-detpixels", "16"], ["absent.mat", "not found"]),

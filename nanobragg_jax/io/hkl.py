@@ -122,6 +122,8 @@ def _parse_hkl_lines(path: PathLike, text: str) -> tuple[np.ndarray, np.ndarray]
             raise InputFileError(
                 path, f"line {lineno}: F is not a number: {fields[3]!r}"
             ) from None
+        if not math.isfinite(amp):
+            raise InputFileError(path, f"line {lineno}: F is not finite: {fields[3]!r}")
         hkl_rows.append((int(h), int(k), int(l)))
         amps.append(amp)
     if not hkl_rows:
