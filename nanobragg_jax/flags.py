@@ -2,11 +2,9 @@
 
 The C program scans argv once and tests every argument against every flag with
 ``strstr`` (substring match), in a fixed order, without consuming values.  One
-argument can therefore trigger several branches — ``-close_distance`` also runs
-the ``-distance`` branch, ``-twotheta_axis 0 1 0`` also sets 2θ = 0°,
-``-misset_seed 12345`` also sets a misset of 12345° about x, ``-detector_thicksteps``
-also runs ``-thicksteps``, ``-printout_pixel`` also turns on ``-printout``.  Those
-effects are part of the images the program writes, so ``_apply_c_flag_loop``
+argument can therefore trigger several branches — ``-twotheta_axis 0 1 0`` also
+sets 2θ = 0°, ``-misset_seed 12345`` also sets a misset of 12345° about x,
+``-printout_pixel`` also turns on ``-printout``.  Those effects are part of the images the program writes, so ``_apply_c_flag_loop``
 reproduces the loop branch by branch (see docs/c-differences.md).
 
 What we do differently, on purpose: an argument that looks like a flag but is

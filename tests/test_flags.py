@@ -51,8 +51,11 @@ def test_short_cell_fills_in_like_the_c_program():
     assert list(exp.params.cell) == pytest.approx([80, 80, 80, 90, 90, 90])
 
 
-def test_close_distance_also_runs_the_distance_branch():
+def test_close_distance_sets_the_near_distance():
+    # "-close_distance" does not contain "-distance" (an underscore precedes it), so
+    # only its own branch runs; the distance follows from it.
     exp = parse("-close_distance 90 -detector_rotx 0")
+    assert exp.info["distance"] == pytest.approx(0.09)
     assert exp.setup.close_distance_given
     assert exp.info["close_distance"] == pytest.approx(0.09)
 
