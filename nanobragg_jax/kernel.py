@@ -38,6 +38,8 @@ tile, not the detector.  Two evaluations of the same sum:
 from __future__ import annotations
 
 import math
+
+from jax.ad_checkpoint import checkpoint_name as _checkpoint_name
 from typing import NamedTuple
 
 import jax
@@ -65,6 +67,7 @@ FAST_ROW_BUDGET = 1 << 18
 FAST_TILE_MIN = 1 << 12
 FAST_TILE_MAX = 1 << 18
 TILE_QUANTUM = 256
+SUBPATH_SUM_NAME = "nanobragg_subpath_sum"
 # Loop unrolling of the fast path's sub-path loop (fewer loop iterations, longer compile).
 FAST_UNROLL = 4
 
@@ -301,49 +304,94 @@ _SINPI_TERMS = {4: 7, 8: 11}
 _GRATING_SERIES = getattr(physics, "_GRATING_SERIES", 1e-3)
 
 
-def _sinpi_coefficients(n_terms: int) -> list[float]:
-    out, fact = [], 1.0
+def _taylor_coefficients(n_terms: int, odd: bool) -> list[float]:
+    """Coefficients of sin(πr) = Σ c_i r^(2i+1) (odd) or cos(πr) = Σ c_i r^(2i)."""
+    out = []
     for i in range(n_terms):
-        if i:
-            fact *= (2 * i) * (2 * i + 1)
-        out.append((-1.0) ** i * math.pi ** (2 * i + 1) / fact)
+        n = 2 * i + 1 if odd else 2 * i
+        out.append((-1.0) ** i * math.pi ** n / math.factorial(n))
     return out
+
+
+def _horner(r2: Array, coeffs: list[float]) -> Array:
+    p = coeffs[-1]
+    for c in reversed(coeffs[:-1]):
+        p = p * r2 + c
+    return p
+
+
+def _n_terms(x: Array) -> int:
+    return _SINPI_TERMS.get(jnp.dtype(x.dtype).itemsize, 11)
 
 
 def sinpi_reduced(r: Array) -> Array:
     """sin(πr) for |r| ≤ ½ by its Taylor polynomial (plain arithmetic: vectorises).
 
-    Accurate to the rounding of r's dtype; derivatives are those of the polynomial
-    (relative error of the same order).
+    Accurate to the rounding of r's dtype.
     """
-    coeffs = _sinpi_coefficients(_SINPI_TERMS.get(jnp.dtype(r.dtype).itemsize, 11))
-    r2 = r * r
-    p = coeffs[-1]
-    for c in reversed(coeffs[:-1]):
-        p = p * r2 + c
-    return r * p
+    return r * _horner(r * r, _taylor_coefficients(_n_terms(r), odd=True))
 
 
-def grating_sqr(x: Array, N: Array) -> Array:
-    """(sin(πNx)/sin(πx))², the square of one axis of the parallelepiped F_latt.
+def cospi_reduced(r: Array) -> Array:
+    """cos(πr) for |r| ≤ ½ by its Taylor polynomial."""
+    return _horner(r * r, _taylor_coefficients(_n_terms(r), odd=False))
 
-    Same function as ``physics.sincg(πx, N)²`` — the sign (−1)^{k(N−1)} drops out
-    of the square — with the same Taylor series where |πδ|·max(|N|, 1) < 1e-3
-    (δ = x − nearest integer), so values and derivatives agree at the peaks.
-    Both sines are evaluated at exactly reduced arguments: δ, and Nδ minus its
-    nearest integer.
+
+def _grating_parts(x: Array, N: Array, derivatives: bool):
+    """g = |sin(πNx)/sin(πx)| up to a common sign, and ∂g/∂x, ∂g/∂N with the same sign.
+
+    Both sines are evaluated at exactly reduced arguments (δ = x − round(x) and
+    Nδ − round(Nδ)); the sign (−1)^{k(N−1)} they drop multiplies g and its
+    derivatives alike, so g², g·∂g are exact.  Where |πδ|·max(|N|, 1) < 1e-3 the
+    Taylor series N[1 − (N²−1)u²/6 + (N²−1)(3N²−7)u⁴/360] (u = πδ) is used, as in
+    ``physics.sincg``, with its own derivatives.
     """
     d = x - jnp.round(x)
     nd = N * d
-    sn = sinpi_reduced(nd - jnp.round(nd))
+    r = nd - jnp.round(nd)
     sd = sinpi_reduced(d)
+    sn = sinpi_reduced(r)
     u = jnp.pi * d
     small = jnp.abs(u) * jnp.maximum(jnp.abs(N), 1.0) < _GRATING_SERIES
-    u2 = jnp.where(small, u, 0.0) ** 2
-    n2m1 = N * N - 1.0
-    series = N * (1.0 - n2m1 * u2 / 6.0 + n2m1 * (3.0 * N * N - 7.0) * u2 * u2 / 360.0)
-    g = jnp.where(small, series, sn / jnp.where(small, 1.0, sd))
+    sd_safe = jnp.where(small, 1.0, sd)
+    us = jnp.where(small, u, 0.0)
+    u2 = us * us
+    n2 = N * N
+    n2m1 = n2 - 1.0
+    g = jnp.where(small, N * (1.0 - n2m1 * u2 / 6.0 + n2m1 * (3.0 * n2 - 7.0) * u2 * u2 / 360.0),
+                  sn / sd_safe)
+    if not derivatives:
+        return g, None, None
+    cd = cospi_reduced(d)
+    cn = cospi_reduced(r)
+    # Regular branch: ∂/∂x sin(πNδ)/sin(πδ) = π(N cos(πNδ) − g cos(πδ))/sin(πδ),
+    # ∂/∂N = πδ cos(πNδ)/sin(πδ).  Series branch: derivatives of the series.
+    gx_reg = jnp.pi * (N * cn - g * cd) / sd_safe
+    gN_reg = jnp.pi * d * cn / sd_safe
+    gx_ser = jnp.pi * N * us * (-n2m1 / 3.0 + n2m1 * (3.0 * n2 - 7.0) * u2 / 90.0)
+    gN_ser = 1.0 - (3.0 * n2 - 1.0) * u2 / 6.0 + (15.0 * n2 * n2 - 30.0 * n2 + 7.0) * u2 * u2 / 360.0
+    return g, jnp.where(small, gx_ser, gx_reg), jnp.where(small, gN_ser, gN_reg)
+
+
+@jax.custom_jvp
+def grating_sqr(x: Array, N: Array) -> Array:
+    """(sin(πNx)/sin(πx))², the square of one axis of the parallelepiped F_latt.
+
+    Same function as ``physics.sincg(πx, N)²`` (the sign drops out of the square),
+    from polynomial sines.  Its derivative rule is analytic (one fused expression
+    with the value, instead of the derivative of every Horner step), so reverse
+    mode stays a single pass; forward mode and higher orders work as usual.
+    """
+    g, _, _ = _grating_parts(x, N, derivatives=False)
     return g * g
+
+
+@grating_sqr.defjvp
+def _grating_sqr_jvp(primals, tangents):
+    x, N = primals
+    x_dot, N_dot = tangents
+    g, gx, gN = _grating_parts(x, N, derivatives=True)
+    return g * g, 2.0 * g * (gx * x_dot + gN * N_dot)
 
 
 def _lattice_factor_sqr(setup: Setup, ctx: Context, h: Array, k: Array, l: Array) -> Array:
@@ -453,10 +501,8 @@ def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array)
 
     A = ctx.real.reshape(-1, 9).astype(dtype)  # (Φ·D, 9): rows a, b, c of each (φ, domain)
     n_mats = A.shape[0]
-    K = rows * n_mats
 
-    def term(kk, qx, qy, qz, ok):
-        a = A[kk % n_mats] if n_mats > 1 else A[0]
+    def term(a, qx, qy, qz, ok):
         h = qx * a[0] + qy * a[1] + qz * a[2]
         k = qx * a[3] + qy * a[4] + qz * a[5]
         l = qx * a[6] + qy * a[7] + qz * a[8]
@@ -469,17 +515,36 @@ def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array)
             t = jnp.where(ok, t, 0.0)
         return t
 
-    def row(kk):
-        r = kk // n_mats if n_mats > 1 else kk
-        ok = pass_dmin[r] if pass_dmin is not None else None
-        return q[0][r], q[1][r], q[2][r], ok
+    # Rematerialised under differentiation: the backward pass recomputes a
+    # sub-path's terms from (a, q) instead of storing them for every sub-path.
+    term_remat = jax.checkpoint(term)
 
-    if K == 1:
-        total = term(0, q[0][0], q[1][0], q[2][0], None if pass_dmin is None else pass_dmin[0])
+    def row_sum(qx, qy, qz, ok):
+        """Σ over the (φ, domain) matrices of one (layer, sub-pixel, source) row."""
+        if n_mats == 1:
+            return term(A[0], qx, qy, qz, ok)
+
+        def inner(j, acc):
+            return acc + term_remat(A[j], qx, qy, qz, ok)
+
+        return jax.lax.fori_loop(0, n_mats, inner, jnp.zeros((P,), dtype),
+                                 unroll=min(FAST_UNROLL, n_mats))
+
+    ok_rows = pass_dmin if pass_dmin is not None else [None] * rows
+    if rows == 1:
+        total = row_sum(q[0][0], q[1][0], q[2][0], ok_rows[0])
     else:
-        def body(kk, acc):
-            return acc + term(kk, *row(kk))
-        total = jax.lax.fori_loop(0, K, body, jnp.zeros((P,), dtype), unroll=min(FAST_UNROLL, K))
+        # Rows are scanned (not indexed) so that, under reverse mode, each row's
+        # cotangent is a per-iteration output rather than an update of the whole
+        # (rows, P) array.
+        def outer(acc, xs):
+            qx, qy, qz = xs[:3]
+            ok = xs[3] if pass_dmin is not None else None
+            return acc + row_sum(qx, qy, qz, ok), None
+
+        xs = (q[0], q[1], q[2]) + ((pass_dmin,) if pass_dmin is not None else ())
+        total, _ = jax.lax.scan(outer, jnp.zeros((P,), dtype), xs)
+    total = _checkpoint_name(total, SUBPATH_SUM_NAME)  # kept by simulate's remat policy
     if not setup.has_hkl:
         total = ctx.default_F * ctx.default_F * total
     I = ctx.I_bg + total

@@ -148,13 +148,18 @@ def _simulate(setup: Setup, params: Params, n_dev: int = 1) -> Array:
     def render(params, S, F, order, trigger):
         ctx = kernel.build_context(setup, params)
 
-        # Rematerialised under differentiation: the backward pass recomputes a
-        # tile's sub-paths instead of storing them for every tile.
-        @jax.checkpoint
+        # Under differentiation each tile is rematerialised: the backward pass
+        # recomputes the tile's per-pixel geometry instead of storing it for every
+        # tile, keeping only the sub-path sums (the expensive part).
         def render_tile(args):
             s, f, o = args
             return kernel.pixel_photons(setup, ctx, s, f, o, trigger)
 
+        render_tile = jax.checkpoint(
+            render_tile, policy=jax.checkpoint_policies.save_only_these_names(kernel.SUBPATH_SUM_NAME))
+
+        if S.shape[0] == 1:  # one tile: no loop (and no stacked residuals under grad)
+            return render_tile((S[0], F[0], order[0]))[None]
         return jax.lax.map(render_tile, (S, F, order))
 
     if n_dev > 1:
