@@ -1,0 +1,100 @@
+"""The benchmark cases: flag sets (C program syntax) and the suites built from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CANONICAL = ("-cell 100 100 100 90 90 90 -default_F 100 -lambda 6.2 -N 5 -distance 100 "
+             "-detpixels {n}")
+HEAVY = ("-cell 70 80 90 75 85 95 -default_F 100 -lambda 1.0 -N 5 -mosaic 0.5 -mosaic_dom {dom} "
+         "-phi 1 -osc 1 -phisteps 4 -dispersion 1 -dispsteps 3 -oversample 2 -distance 100 "
+         "-detpixels {n}")
+
+
+def canonical(n: int = 1024) -> list[str]:
+    return CANONICAL.format(n=n).split()
+
+
+def heavy(n: int = 256, domains: int = 10) -> list[str]:
+    return HEAVY.format(n=n, dom=domains).split()
+
+
+@dataclass
+class Job:
+    """One measurement: an implementation running one case in one mode."""
+
+    group: str  # table the row belongs to
+    case: str  # case name, e.g. "canonical_1024"
+    flags: list[str]
+    impl: str = "jax"  # "jax", "c", "torch"
+    mode: str = "forward"  # "forward", "grad", "vmap", "cli"
+    dtype: str = "float64"
+    repeats: int = 5
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.group}/{self.case}/{self.impl}/{self.mode}/{self.dtype}"
+
+    def spec(self) -> dict:
+        return dict(group=self.group, case=self.case, flags=self.flags, impl=self.impl,
+                    mode=self.mode, dtype=self.dtype, repeats=self.repeats, extra=self.extra)
+
+
+DTYPES = ("float32", "float64")
+
+
+def full_suite(repeats: int = 5, peers: bool = True, torch: bool = True) -> list[Job]:
+    """Everything in docs/performance.md (tens of minutes with the peers)."""
+    jobs: list[Job] = []
+    main = {"canonical_1024": canonical(1024), "heavy_256": heavy(256)}
+    for name, flags in main.items():
+        for dt in DTYPES:
+            jobs.append(Job("main", name, flags, "jax", "forward", dt, repeats))
+        if peers:
+            jobs.append(Job("main", name, flags, "c", "forward", "float64", repeats))
+        if torch:
+            jobs.append(Job("main", name, flags, "torch", "forward", "float32", 3))
+    for n in (256, 512, 1024, 2048):
+        for dt in DTYPES:
+            jobs.append(Job("detector_size", f"canonical_{n}", canonical(n), "jax", "forward", dt, repeats))
+        if peers:
+            jobs.append(Job("detector_size", f"canonical_{n}", canonical(n), "c", "forward", "float64",
+                            repeats))
+    spp = {"K1": canonical(256)}
+    spp.update({f"K{48 * d}": heavy(256, d) for d in (1, 5, 10, 40)})
+    for name, flags in spp.items():
+        for dt in DTYPES:
+            jobs.append(Job("subpaths", f"{name}_256", flags, "jax", "forward", dt, repeats))
+        if peers:
+            jobs.append(Job("subpaths", f"{name}_256", flags, "c", "forward", "float64",
+                            max(1, min(repeats, 3))))
+    for name, flags in main.items():
+        for dt in DTYPES:
+            jobs.append(Job("grad", name, flags, "jax", "grad", dt, repeats))
+    for dt in DTYPES:
+        jobs.append(Job("vmap", "heavy_256_x16", heavy(256), "jax", "vmap", dt, 3, {"batch": 16}))
+    for dt in DTYPES:
+        jobs.append(Job("cli", "canonical_1024", canonical(1024), "jax", "cli", dt, 3))
+    if peers:
+        jobs.append(Job("cli", "canonical_1024", canonical(1024), "c", "cli", "float64", 3))
+    for dt in DTYPES:
+        jobs.append(Job("memory", "heavy_2048", heavy(2048), "jax", "forward", dt, 1))
+    return jobs
+
+
+def smoke_suite(peers: bool = True, torch: bool = False) -> list[Job]:
+    """Tiny sizes, one repeat: exercises every code path of the suite in seconds."""
+    jobs = [
+        Job("main", "canonical_64", canonical(64), "jax", "forward", "float32", 1),
+        Job("main", "canonical_64", canonical(64), "jax", "forward", "float64", 1),
+        Job("main", "heavy_32", heavy(32), "jax", "forward", "float32", 1),
+        Job("grad", "heavy_32", heavy(32), "jax", "grad", "float32", 1),
+        Job("vmap", "heavy_32_x2", heavy(32), "jax", "vmap", "float32", 1, {"batch": 2}),
+        Job("cli", "canonical_32", canonical(32), "jax", "cli", "float32", 1),
+    ]
+    if peers:
+        jobs.append(Job("main", "canonical_64", canonical(64), "c", "forward", "float64", 1))
+    if torch:
+        jobs.append(Job("main", "canonical_64", canonical(64), "torch", "forward", "float32", 2))
+    return jobs

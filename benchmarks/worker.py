@@ -1,0 +1,141 @@
+"""One JAX measurement of ``simulate``: ``python -m benchmarks.worker [--devices N] '<job json>'``.
+
+Prints ``RESULT <json>`` as its last line.  Run in a fresh process per job (the
+runner does) so that compile time, and the process's peak memory, belong to
+that job alone; ``measure`` can also be called in-process (smoke mode).
+
+Method: the first call is timed (compile + one run); the warm time is the
+minimum over ``repeats`` further calls, each ending in ``block_until_ready``;
+compile time = first − warm.  Peak memory is the process's resident high-water
+mark (``ru_maxrss``) after the last call; ``base_rss_mb`` is the same figure just
+before the first call (JAX runtime, inputs).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+# Parameters differentiated in the grad benchmark: those a refinement would adjust.
+GRAD_PARAMS = ("cell", "misset", "N", "distance", "beam_center", "wavelength", "mosaic_spread",
+               "phi0", "fluence", "default_F")
+
+
+def configure(devices: int) -> None:
+    """Process-wide JAX settings; must run before JAX creates its CPU client."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    if devices > 1:
+        jax.config.update("jax_num_cpu_devices", devices)
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _timed(fn, repeats: int):
+    import jax
+
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(fn())
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return first, times, out
+
+
+def measure(spec: dict) -> dict:
+    """Run the job described by ``spec`` (see ``cases.Job.spec``); returns the result record."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import nanobragg_jax as nb
+    from nanobragg_jax import simulate as _  # noqa: F401  (package import side effects)
+
+    mode, repeats = spec["mode"], int(spec["repeats"])
+    dtype = np.float32 if spec["dtype"] == "float32" else np.float64
+    exp = nb.from_cli_args(spec["flags"])
+    setup, params = exp.setup, exp.params.astype(dtype)
+    fmin, fmax, smin, smax = setup.roi
+    pixels = (min(fmax, setup.fpixels - 1) - max(fmin, 0) + 1) * (
+        min(smax, setup.spixels - 1) - max(smin, 0) + 1)
+    K = setup.subpaths_per_pixel
+    rec: dict = dict(pixels=int(pixels), subpaths_per_pixel=int(K), devices=len(jax.devices()))
+    base = _rss_mb()
+
+    if mode == "forward":
+        first, times, img = _timed(lambda: nb.simulate(setup, params), repeats)
+        rec["image_sum"] = float(np.asarray(img, np.float64).sum())
+        work = 1
+    elif mode == "grad":
+        sub = {k: getattr(params, k) for k in GRAD_PARAMS}
+
+        def loss(s):
+            return jnp.sum(nb.simulate(setup, params.replace(**s)))
+
+        fwd = jax.jit(loss)
+        grad = jax.jit(jax.grad(loss))
+        f_first, f_times, _ = _timed(lambda: fwd(sub), repeats)
+        first, times, g = _timed(lambda: grad(sub), repeats)
+        rec["forward_warm_s"] = min(f_times)
+        rec["forward_compile_s"] = max(0.0, f_first - min(f_times))
+        rec["grad_over_forward"] = min(times) / min(f_times)
+        rec["grad_params"] = list(GRAD_PARAMS)
+        rec["grad_finite"] = bool(all(np.all(np.isfinite(np.asarray(v))) for v in g.values()))
+        work = 1
+    elif mode == "vmap":
+        batch = int(spec.get("extra", {}).get("batch", 16))
+        step = np.zeros((batch, 3), dtype)
+        step[:, 0] = np.arange(batch) * 0.5  # shots differ by a 0.5° misset about x
+        missets = jnp.asarray(np.asarray(params.misset, dtype) + step)
+        render = jax.jit(jax.vmap(lambda m: nb.simulate(setup, params.replace(misset=m))))
+        single = jax.jit(lambda m: nb.simulate(setup, params.replace(misset=m)))
+        s_first, s_times, _ = _timed(lambda: single(missets[0]), repeats)
+        first, times, imgs = _timed(lambda: render(missets), repeats)
+        rec["batch"] = batch
+        rec["single_warm_s"] = min(s_times)
+        rec["speedup_vs_sequential"] = batch * min(s_times) / min(times)
+        rec["image_sum"] = float(np.asarray(imgs, np.float64).sum())
+        work = batch
+    else:
+        raise ValueError(f"unknown mode {mode!r}")
+
+    warm = min(times)
+    rec.update(
+        compile_s=max(0.0, first - warm),
+        first_call_s=first,
+        warm_s=warm,
+        times_s=times,
+        pixels_per_s=work * pixels / warm,
+        subpaths_per_s=work * pixels * K / warm,
+        base_rss_mb=base,
+        peak_rss_mb=_rss_mb(),
+    )
+    return rec
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    devices = 1
+    if argv and argv[0] == "--devices":
+        devices = int(argv[1])
+        argv = argv[2:]
+    configure(devices)
+    spec = json.loads(argv[0])
+    try:
+        rec = measure(spec)
+    except Exception as exc:  # reported, not raised: the suite goes on
+        rec = dict(error=f"{type(exc).__name__}: {exc}")
+    print("RESULT " + json.dumps(rec), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
