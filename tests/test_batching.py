@@ -16,6 +16,7 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 from nanobragg_jax.experiment import from_cli_args  # noqa: E402
 from nanobragg_jax.simulate import simulate  # noqa: E402
@@ -47,13 +48,10 @@ def test_vmap_over_16_orientations_equals_a_loop():
     np.testing.assert_allclose(np.asarray(batched), looped, rtol=1e-12, atol=1e-12 * looped.max())
 
 
-def test_vmap_over_mixed_parameters_and_its_gradient():
-    """A batch varying cell, distance, beam centre, λ and fluence at once; the per-member
-    gradient of Σ image (vmap of grad; cell, distance, fluence) equals the loop of grads."""
-    setup, params = problem()
+def _mixed_batch(params, n=4):
     rng = np.random.default_rng(1)
     members = []
-    for _ in range(4):
+    for _ in range(n):
         members.append(params.replace(
             cell=params.cell * jnp.asarray(1 + rng.uniform(-0.01, 0.01, 6)),
             distance=params.distance + rng.uniform(-2, 2),
@@ -62,18 +60,30 @@ def test_vmap_over_mixed_parameters_and_its_gradient():
             fluence=params.fluence * rng.uniform(0.5, 2.0),
             misset=jnp.asarray(rng.uniform(-10, 10, 3)),
         ))
-    batch = stack(members)
-    images = jax.vmap(simulate, in_axes=(None, 0))(setup, batch)
+    return members
+
+
+def test_vmap_over_mixed_parameters():
+    """A batch varying cell, distance, beam centre, λ, fluence and misset at once."""
+    setup, params = problem()
+    members = _mixed_batch(params)
+    images = jax.vmap(simulate, in_axes=(None, 0))(setup, stack(members))
     looped = np.stack([np.asarray(simulate(setup, p)) for p in members])
     np.testing.assert_allclose(np.asarray(images), looped, rtol=1e-12, atol=1e-12 * looped.max())
 
+
+@pytest.mark.slow
+def test_vmap_of_grad_equals_loop_of_grads():
+    """Per-member gradient of Σ image (vmap of grad; cell, distance, fluence)."""
+    setup, params = problem()
+    members = _mixed_batch(params)
     fields = ("cell", "distance", "fluence")
 
     def grad_of(p):
         sub = {k: getattr(p, k) for k in fields}
         return jax.grad(lambda s: jnp.sum(simulate(setup, p.replace(**s))))(sub)
 
-    g_batched = jax.vmap(grad_of)(batch)
+    g_batched = jax.vmap(grad_of)(stack(members))
     for i, p in enumerate(members):
         g = grad_of(p)
         for k in fields:
