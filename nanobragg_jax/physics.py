@@ -1,8 +1,11 @@
 """Scattering physics: lattice transforms, spot shapes, polarisation, structure factors.
 
-Every function is elementwise over leading axes and gradient-safe at its
-removable singularities (double-``where``), so ``jax.grad`` is finite at integer
-Miller indices, at the direct beam and for N = 1.
+Every function is elementwise over leading axes and smooth at its removable
+singularities, with exact first and second derivatives there: the grating
+function at integer Miller indices (a series in the fractional offset), sinc3 at
+0 (a series in x²), the polarisation factor at the direct beam (no atan2).  The
+grating is the periodic continuation in h, so it is smooth in a non-integer N
+too; for integer N every value is the C program's.  See docs/refinement.md.
 """
 
 from __future__ import annotations

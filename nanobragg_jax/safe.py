@@ -34,7 +34,7 @@ def clip_value_keep_gradient(x: Array, upper: Array | float) -> Array:
 
     For clips that only guard against rounding (sin γ* ≤ 1): the analytic
     function never exceeds ``upper``, so its derivative is the right one even
-    where rounding lands on or above the bound.  For x in [upper/2, 2·upper]
-    the value is exactly min(x, upper).
+    where rounding lands on or above the bound.  The value is exactly x for
+    x ≤ upper and exactly ``upper`` for upper < x ≤ 2·upper (Sterbenz).
     """
     return x - jax.lax.stop_gradient(x - jnp.minimum(x, upper))
