@@ -23,12 +23,13 @@ tile, not the detector.  Two evaluations of the same sum:
 
 * the fast path (``pixel_photons_fast``; every run without tricubic
   interpolation or ``-oversample_thick/_polar/_omega``): per-pixel geometry once
-  per (layer, sub-pixel, source), then one loop over the sub-paths in the C
-  program's order whose body is a single fused, vectorised pass over the tile's
-  pixels — no sub-path tensor is materialised, and the pixel's running sum is
-  accumulated in C order.  F_latt² of the parallelepiped spot uses a polynomial
-  sin(πx) after exact reduction of the argument (XLA's CPU ``sin`` is a scalar
-  library call, ~20 ns; the polynomial vectorises, ~1 ns);
+  per (layer, sub-pixel, source) "row", then loops over the rows and the
+  (φ, domain) matrices in the C program's order whose body is a single fused,
+  vectorised pass over the tile's pixels — no sub-path tensor is materialised.
+  F_latt² of the parallelepiped spot uses a polynomial sin(πx) after exact
+  reduction of the argument (XLA's CPU ``sin`` is a scalar library call,
+  ~20 ns; the polynomial vectorises, ~1 ns), with an analytic derivative rule
+  so that reverse mode is one pass too;
 * the general path (``sub_paths`` + ``pixel_photons_general``): all sub-paths of a
   tile broadcast as (P, T, n, n, S, Φ, D) arrays, which expresses the
   loop-order semantics (first-index searches, suffix products, the
@@ -38,13 +39,13 @@ tile, not the detector.  Two evaluations of the same sum:
 from __future__ import annotations
 
 import math
-
-from jax.ad_checkpoint import checkpoint_name as _checkpoint_name
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import Array
+from jax.ad_checkpoint import checkpoint_name as _checkpoint_name
+from jax.custom_derivatives import SymbolicZero
 
 from . import physics
 from .config import Params, Setup
@@ -337,14 +338,14 @@ def cospi_reduced(r: Array) -> Array:
     return _horner(r * r, _taylor_coefficients(_n_terms(r), odd=False))
 
 
-def _grating_parts(x: Array, N: Array, derivatives: bool):
+def _grating_parts(x: Array, N: Array, want_x: bool = False, want_N: bool = False):
     """g = |sin(πNx)/sin(πx)| up to a common sign, and ∂g/∂x, ∂g/∂N with the same sign.
 
     Both sines are evaluated at exactly reduced arguments (δ = x − round(x) and
     Nδ − round(Nδ)); the sign (−1)^{k(N−1)} they drop multiplies g and its
     derivatives alike, so g², g·∂g are exact.  Where |πδ|·max(|N|, 1) < 1e-3 the
     Taylor series N[1 − (N²−1)u²/6 + (N²−1)(3N²−7)u⁴/360] (u = πδ) is used, as in
-    ``physics.sincg``, with its own derivatives.
+    ``physics.sincg``, with its own derivatives.  Derivatives not asked for are None.
     """
     d = x - jnp.round(x)
     nd = N * d
@@ -360,17 +361,20 @@ def _grating_parts(x: Array, N: Array, derivatives: bool):
     n2m1 = n2 - 1.0
     g = jnp.where(small, N * (1.0 - n2m1 * u2 / 6.0 + n2m1 * (3.0 * n2 - 7.0) * u2 * u2 / 360.0),
                   sn / sd_safe)
-    if not derivatives:
-        return g, None, None
-    cd = cospi_reduced(d)
-    cn = cospi_reduced(r)
+    gx = gN = None
+    if want_x or want_N:
+        cn = cospi_reduced(r)
     # Regular branch: ∂/∂x sin(πNδ)/sin(πδ) = π(N cos(πNδ) − g cos(πδ))/sin(πδ),
     # ∂/∂N = πδ cos(πNδ)/sin(πδ).  Series branch: derivatives of the series.
-    gx_reg = jnp.pi * (N * cn - g * cd) / sd_safe
-    gN_reg = jnp.pi * d * cn / sd_safe
-    gx_ser = jnp.pi * N * us * (-n2m1 / 3.0 + n2m1 * (3.0 * n2 - 7.0) * u2 / 90.0)
-    gN_ser = 1.0 - (3.0 * n2 - 1.0) * u2 / 6.0 + (15.0 * n2 * n2 - 30.0 * n2 + 7.0) * u2 * u2 / 360.0
-    return g, jnp.where(small, gx_ser, gx_reg), jnp.where(small, gN_ser, gN_reg)
+    if want_x:
+        gx_reg = jnp.pi * (N * cn - g * cospi_reduced(d)) / sd_safe
+        gx_ser = jnp.pi * N * us * (-n2m1 / 3.0 + n2m1 * (3.0 * n2 - 7.0) * u2 / 90.0)
+        gx = jnp.where(small, gx_ser, gx_reg)
+    if want_N:
+        gN_reg = jnp.pi * d * cn / sd_safe
+        gN_ser = 1.0 - (3.0 * n2 - 1.0) * u2 / 6.0 + (15.0 * n2 * n2 - 30.0 * n2 + 7.0) * u2 * u2 / 360.0
+        gN = jnp.where(small, gN_ser, gN_reg)
+    return g, gx, gN
 
 
 @jax.custom_jvp
@@ -378,26 +382,37 @@ def grating_sqr(x: Array, N: Array) -> Array:
     """(sin(πNx)/sin(πx))², the square of one axis of the parallelepiped F_latt.
 
     Same function as ``physics.sincg(πx, N)²`` (the sign drops out of the square),
-    from polynomial sines.  Its derivative rule is analytic (one fused expression
-    with the value, instead of the derivative of every Horner step), so reverse
-    mode stays a single pass; forward mode and higher orders work as usual.
+    from polynomial sines.  Its derivative rule is analytic (one expression with
+    the value, instead of the derivative of every Horner step) and computes only
+    the partials asked for (symbolic zeros); forward mode and higher orders work
+    as usual.
     """
-    g, _, _ = _grating_parts(x, N, derivatives=False)
+    g, _, _ = _grating_parts(x, N)
     return g * g
 
 
-@grating_sqr.defjvp
 def _grating_sqr_jvp(primals, tangents):
     x, N = primals
     x_dot, N_dot = tangents
-    g, gx, gN = _grating_parts(x, N, derivatives=True)
-    return g * g, 2.0 * g * (gx * x_dot + gN * N_dot)
+    want_x = not isinstance(x_dot, SymbolicZero)
+    want_N = not isinstance(N_dot, SymbolicZero)
+    g, gx, gN = _grating_parts(x, N, want_x, want_N)
+    slope = 0.0
+    if want_x:
+        slope = gx * x_dot
+    if want_N:
+        slope = slope + gN * N_dot
+    out = g * g
+    return out, jnp.broadcast_to(2.0 * g * slope, out.shape).astype(out.dtype)
+
+
+grating_sqr.defjvp(_grating_sqr_jvp, symbolic_zeros=True)
 
 
 def _lattice_factor_sqr(setup: Setup, ctx: Context, h: Array, k: Array, l: Array) -> Array:
     """F_latt² of one sub-path from its Miller indices (separate arrays, no trailing 3-axis)."""
     if setup.shape == "SQUARE":
-        N = ctx.N
+        N = ctx.N.astype(h.dtype)
         return grating_sqr(h, N[0]) * grating_sqr(k, N[1]) * grating_sqr(l, N[2])
     F = physics.lattice_factor(setup.shape, jnp.stack([h, k, l], axis=-1), ctx.recip, ctx.N,
                                ctx.fudge)
@@ -470,7 +485,7 @@ def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array)
     Per pixel: Ω at the first sub-pixel, capture fraction at the first sub-pixel
     of the last layer, polarisation at the first (layer, sub-pixel, source) that
     passes ``-dmin``; then I = I_bg + Σ_k F_cell²·F_latt² over the sub-paths k in
-    the C program's loop order, accumulated sequentially like the C program.
+    the C program's loop order (summed per row, then over rows).
     """
     dtype = ctx.frame.pix0.dtype
     P = spixel.shape[0]
