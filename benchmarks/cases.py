@@ -72,6 +72,11 @@ def full_suite(repeats: int = 5, peers: bool = True, torch: bool = True) -> list
     for name, flags in main.items():
         for dt in DTYPES:
             jobs.append(Job("grad", name, flags, "jax", "grad", dt, repeats))
+    for name, flags, tiles in (("canonical_1024", canonical(1024), (16384, 65536, 262144, 1048576)),
+                               ("heavy_256", heavy(256), (4096, 16384, 65536))):
+        for tile in tiles:
+            jobs.append(Job("tiles", f"{name}_tile{tile}", flags, "jax", "forward", "float32", repeats,
+                            {"tile_pixels": tile}))
     for dt in DTYPES:
         jobs.append(Job("vmap", "heavy_256_x16", heavy(256), "jax", "vmap", dt, 3, {"batch": 16}))
     for dt in DTYPES:

@@ -131,6 +131,8 @@ def markdown(session: dict) -> str:
     table("Scaling in detector size (canonical flags)", hdr, fwd_rows("detector_size"))
     table("Scaling in sub-paths per pixel (256², K = sub-paths per pixel)", hdr, fwd_rows("subpaths"))
     table("Memory: heavy flags on a 2048² detector", hdr, fwd_rows("memory"))
+    table("Tile size (pixels per tile; the automatic choice is 262144 for canonical, 16384 for heavy)",
+          hdr, fwd_rows("tiles"))
     table("jax.grad of the image sum", ["case", "dtype", "forward (s)", "grad (s)", "grad / forward",
                                         "grad compile (s)", "peak RSS (MB)", "finite", "note"],
           [[r["case"], r["dtype"], _f(r.get("forward_warm_s"), 4), _f(r.get("warm_s"), 4),

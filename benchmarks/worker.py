@@ -63,6 +63,11 @@ def measure(spec: dict) -> dict:
     dtype = np.float32 if spec["dtype"] == "float32" else np.float64
     exp = nb.from_cli_args(spec["flags"])
     setup, params = exp.setup, exp.params.astype(dtype)
+    tile = spec.get("extra", {}).get("tile_pixels")
+    if tile:  # tile-size sweep: override the automatic choice
+        import dataclasses
+
+        setup = dataclasses.replace(setup, tile_pixels=int(tile))
     fmin, fmax, smin, smax = setup.roi
     pixels = (min(fmax, setup.fpixels - 1) - max(fmin, 0) + 1) * (
         min(smax, setup.spixels - 1) - max(smin, 0) + 1)
