@@ -268,3 +268,43 @@ def test_higher_order_at_the_identity():
 
     H = jax.jacfwd(jax.grad(f_sel))(jnp.zeros(5))
     assert finite(H) and float(jnp.abs(H).max()) > 0
+
+
+# ---------------------------------------------------------------------------
+# other kernel paths: finite values and derivatives through the direct-beam pixel
+
+OTHER_PATHS = {
+    "dmin": "-dmin 6",  # discontinuous cut: values and derivatives finite, not compared
+    "round_xtal": "-round_xtal",  # sinc3 at 0 on the direct beam
+    "gauss_xtal": "-gauss_xtal",
+    "tophat_spots": "-tophat_spots",  # piecewise constant: zero h-gradient inside is fine
+    "curved_detector": "-curved_det",
+    "point_pixel": "-point_pixel",
+    "oversample_flags": "-oversample_omega -oversample_polar -oversample_thick "
+                        "-detector_thick 50 -detector_thicksteps 2",
+    "nopolar": "-nopolar",
+}
+FAST_PATHS = ("dmin", "round_xtal")
+
+
+@pytest.mark.parametrize("path", [pytest.param(k, marks=() if k in FAST_PATHS else pytest.mark.slow)
+                                  for k in OTHER_PATHS])
+def test_other_kernel_paths_are_finite_at_the_direct_beam(path):
+    # the path's flags first: the C program reads -curved_det only when another word follows
+    args = (OTHER_PATHS[path] + " -cell 60 60 60 90 90 90 -default_F 100 -lambda 1 -N 5 "
+            "-distance 60 -detpixels 15 -pixel 1 -polar 0.9 -oversample 1")
+    exp = from_cli_args(args.split())
+    if path == "curved_detector":
+        assert exp.setup.curved_detector
+    params = jax.tree_util.tree_map(jnp.asarray, exp.params)
+    fields = ("N", "distance", "wavelength", "kahn_factor", "beam_center")
+
+    def f(sub):
+        return jnp.sum(simulate(exp.setup, params.replace(**sub)))
+
+    sub = {k: getattr(params, k) for k in fields}
+    image = simulate(exp.setup, params)
+    assert finite(image) and float(jnp.sum(image)) > 0 and float(image[8, 8]) > 0
+    g = jax.grad(f)(sub)
+    assert finite(g)
+    assert float(jnp.abs(g["distance"])) > 0
