@@ -537,7 +537,7 @@ def resolve(st: CState) -> Experiment:
 
 
 NAN_ = float("nan")
-MAX_AUTO_OVERSAMPLE = 64  # beyond this an automatic choice is a geometry mistake, not a request
+MAX_AUTO_OVERSAMPLE = 10000  # beyond this an automatic choice is a geometry mistake, not a request
 
 
 def _replace(setup: Setup, **kw) -> Setup:
