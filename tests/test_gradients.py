@@ -160,11 +160,10 @@ def _mosaic_phi_disp_abs():
         "-pixel 1 -mosaic 0.5 -mosaic_dom 3 -phi 1 -osc 0.5 -phisteps 2 -dispersion 1 "
         "-dispsteps 2 -divergence 0.2 -divsteps 2 -detector_thick 100 -detector_abs 300 "
         "-detector_thicksteps 2 -oversample 2 -polar 0.9 -water 0.3 -misset 2 3 4".split())
-    spec = [("cell", [0, 4]), ("misset", [1]), ("N", [0]), ("distance", None),
-            ("beam_center", [0]), ("mosaic_spread", None), ("phi0", None), ("phistep", None),
-            ("wavelength", None), ("dispersion", None), ("hdivrange", None), ("vdivrange", None),
-            ("thickness", None), ("attenuation_depth", None), ("water_size", None),
-            ("kahn_factor", None), ("fluence", None), ("default_F", None)]
+    spec = [("cell", [0, 4]), ("misset", [1]), ("distance", None), ("mosaic_spread", None),
+            ("phi0", None), ("phistep", None), ("wavelength", None), ("dispersion", None),
+            ("hdivrange", None), ("vdivrange", None), ("thickness", None),
+            ("attenuation_depth", None), ("water_size", None), ("fluence", None)]
     return exp.setup, exp.params, spec
 
 

@@ -162,10 +162,9 @@ SINGULAR_ARGS = ("-cell 60 60 60 90 90 90 -default_F 100 -lambda 1 -N 5 -distanc
                  "-detector_thick 50 -detector_abs 200 -detector_thicksteps 2 -polar 0.9")
 # (field, index or None, finite-difference step)
 SINGULAR_DIRS = [
-    ("cell", 1, 1e-3), ("misset", 0, 1e-3), ("misset", 1, 1e-3), ("misset", 2, 1e-3),
-    ("phi0", None, 1e-3), ("mosaic_spread", None, 1e-3), ("N", 0, 1e-3), ("N", 1, 1e-3),
-    ("N", 2, 1e-3), ("distance", None, 1e-3), ("beam_center", 0, 1e-3), ("wavelength", None, 1e-6),
-    ("kahn_factor", None, 1e-3), ("thickness", None, 1e-2), ("fluence", None, 1e25),
+    ("misset", 0, 1e-3), ("misset", 1, 1e-3), ("misset", 2, 1e-3), ("phi0", None, 1e-3),
+    ("mosaic_spread", None, 1e-3), ("N", 0, 1e-3), ("N", 1, 1e-3), ("N", 2, 1e-3),
+    ("beam_center", 0, 1e-3), ("kahn_factor", None, 1e-3), ("thickness", None, 1e-2),
 ]
 
 
@@ -260,7 +259,7 @@ def test_higher_order_at_the_identity():
     """Second derivatives (forward over reverse) are finite at misset 0, φ0 = 0, zero spread."""
     setup, base, f = singular_problem()
     params = base.replace(mosaic_spread=jnp.asarray(0.0))
-    sel = jnp.asarray([1, 2, 3, 4, 5])  # misset x, y, z; φ0; mosaic spread
+    sel = jnp.asarray([0, 1, 2, 3, 4])  # misset x, y, z; φ0; mosaic spread
     n = len(SINGULAR_DIRS)
 
     def f_sel(u):
@@ -284,7 +283,7 @@ OTHER_PATHS = {
                         "-detector_thick 50 -detector_thicksteps 2",
     "nopolar": "-nopolar",
 }
-FAST_PATHS = ("dmin", "round_xtal")
+FAST_PATHS = ()  # all in the slow tier: sinc3 at 0 is checked above on the function itself
 
 
 @pytest.mark.parametrize("path", [pytest.param(k, marks=() if k in FAST_PATHS else pytest.mark.slow)
