@@ -224,6 +224,28 @@ def interpolation_trigger(setup: Setup, ctx: Context, spixel: Array, fpixel: Arr
     return jnp.where(active, k, trig.shape[-1])
 
 
+def running_sum(setup: Setup, ctx: Context, sp: SubPaths, term: Array) -> Array:
+    """The pixel's running sum I over its sub-paths, in the C program's loop order.
+
+    Plain sum plus the water background; with ``-oversample_thick/_polar/_omega``
+    the C program's I ← (I + term)·f, i.e. a suffix product of the factors.
+    """
+    P = term.shape[0]
+    K = term[0].size
+    if setup.oversample_thick or setup.oversample_polar or setup.oversample_omega:
+        factor = jnp.ones_like(term)
+        if setup.oversample_thick:
+            factor = factor * sp.capture[..., None, None, None]
+        if setup.oversample_polar:
+            factor = factor * sp.polar[..., None, None]
+        if setup.oversample_omega:
+            factor = factor * sp.omega[..., None, None, None]
+        factor = jnp.where(sp.valid, factor, 1.0).reshape(P, K)
+        suffix = jnp.flip(jnp.cumprod(jnp.flip(factor, -1), axis=-1), -1)
+        return ctx.I_bg * suffix[:, 0] + jnp.sum(term.reshape(P, K) * suffix, axis=-1)
+    return ctx.I_bg + jnp.sum(term.reshape(P, K), axis=-1)
+
+
 def pixel_photons(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
                   linear_index: Array, trigger: tuple[Array, Array]) -> Array:
     """Photons in each pixel of a tile (mask not applied).
@@ -270,19 +292,7 @@ def pixel_photons_general(setup: Setup, ctx: Context, spixel: Array, fpixel: Arr
     else:
         polar_first = sp.polar[:, 0, 0, 0, 0]
 
-    if setup.oversample_thick or setup.oversample_polar or setup.oversample_omega:
-        factor = jnp.ones_like(term)
-        if setup.oversample_thick:
-            factor = factor * sp.capture[..., None, None, None]
-        if setup.oversample_polar:
-            factor = factor * sp.polar[..., None, None]
-        if setup.oversample_omega:
-            factor = factor * sp.omega[..., None, None, None]
-        factor = jnp.where(sp.valid, factor, 1.0).reshape(P, K)
-        suffix = jnp.flip(jnp.cumprod(jnp.flip(factor, -1), axis=-1), -1)
-        I = ctx.I_bg * suffix[:, 0] + jnp.sum(term.reshape(P, K) * suffix, axis=-1)
-    else:
-        I = ctx.I_bg + jnp.sum(term.reshape(P, K), axis=-1)
+    I = running_sum(setup, ctx, sp, term)
 
     photons = ctx.photon_scale * I
     if not setup.oversample_thick:

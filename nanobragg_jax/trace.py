@@ -107,19 +107,7 @@ def _details(setup: Setup, params: Params, spixel, fpixel, order, trigger):
     else:
         F_cell = F_near
     term = jnp.where(sp.valid, F_cell * F_cell * sp.F_latt * sp.F_latt, 0.0)
-    if setup.oversample_thick or setup.oversample_polar or setup.oversample_omega:
-        factor = jnp.ones_like(term)
-        if setup.oversample_thick:
-            factor = factor * sp.capture[..., None, None, None]
-        if setup.oversample_polar:
-            factor = factor * sp.polar[..., None, None]
-        if setup.oversample_omega:
-            factor = factor * sp.omega[..., None, None, None]
-        factor = jnp.where(sp.valid, factor, 1.0).reshape(P, K)
-        suffix = jnp.flip(jnp.cumprod(jnp.flip(factor, -1), axis=-1), -1)
-        I = ctx.I_bg * suffix[:, 0] + jnp.sum(term.reshape(P, K) * suffix, axis=-1)
-    else:
-        I = ctx.I_bg + jnp.sum(term.reshape(P, K), axis=-1)
+    I = kernel.running_sum(setup, ctx, sp, term)
     photons = kernel.pixel_photons(setup, ctx, spixel, fpixel, order, trigger)
     return dict(
         pos=pos, airpath=airpath, d=d, omega=sp.omega, capture=sp.capture, q=q,
