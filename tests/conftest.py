@@ -1,6 +1,7 @@
 """Test configuration.
 
 - Makes the helpers in tests/ (golden.py) importable.
+- ``golden_corpus`` fixture: fails (never skips) a test when the golden corpus is missing.
 - Turns on JAX's persistent compilation cache for the test session, so a
   configuration compiled by one test module (or one pytest-xdist worker) is
   loaded, not recompiled, by the next: the parity, CLI and SMV suites render
@@ -19,3 +20,15 @@ def pytest_configure(config):
 
     path = os.environ.get("NANOBRAGG_JAX_CACHE") or os.path.join(tempfile.gettempdir(), "nanobragg-jax-test-xla")
     enable_compilation_cache(path)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def golden_corpus():
+    """The golden corpus directory; a missing corpus fails the test (it ships in tests/golden/)."""
+    import golden
+
+    golden.require()
+    return golden.golden_dir()

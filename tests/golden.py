@@ -1,4 +1,9 @@
-"""Access to the reference C program's golden corpus (../shared/golden)."""
+"""Access to the reference C program's golden corpus (tests/golden/, shipped with the project).
+
+``NB_GOLDEN_DIR`` points the tests at another copy.  The corpus is part of the repository, so a
+missing corpus is an error of the checkout, not a reason to skip: :func:`require` fails the test
+with a message saying where it looked (docs/parity.md says how to regenerate it).
+"""
 
 from __future__ import annotations
 
@@ -14,11 +19,32 @@ def golden_dir() -> Path:
     env = os.environ.get("NB_GOLDEN_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "golden"
+    return Path(__file__).resolve().parent / "golden"
 
 
 def available() -> bool:
     return (golden_dir() / "cases" / "manifest.json").is_file()
+
+
+MISSING_ID = "golden-corpus-missing"
+
+
+def missing_message() -> str:
+    return (f"golden corpus not found at {golden_dir()} (it ships in tests/golden/; "
+            "NB_GOLDEN_DIR overrides; docs/parity.md says how to regenerate it)")
+
+
+def require() -> None:
+    """Fail the calling test (never skip) when the corpus is absent."""
+    if not available():
+        import pytest
+
+        pytest.fail(missing_message(), pytrace=False)
+
+
+def case_ids() -> list[str]:
+    """Every case id, or one placeholder id whose test then fails through :func:`require`."""
+    return [c["id"] for c in manifest()] if available() else [MISSING_ID]
 
 
 def manifest() -> list[dict]:

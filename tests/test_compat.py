@@ -43,7 +43,7 @@ from compat.simulator import Simulator  # noqa: E402
 
 CUBIC = dict(cell_a=100.0, cell_b=100.0, cell_c=100.0, cell_alpha=90.0, cell_beta=90.0, cell_gamma=90.0)
 TRICLINIC = dict(cell_a=70.0, cell_b=80.0, cell_c=90.0, cell_alpha=75.0, cell_beta=85.0, cell_gamma=95.0)
-needs_golden = pytest.mark.skipif(not golden.available(), reason="golden corpus (../shared/golden) not found")
+needs_golden = pytest.mark.usefixtures("golden_corpus")  # fails, never skips, without the corpus
 
 
 def make_sim(crystal_kw, detector_kw, beam_kw=None, **sim_kw):

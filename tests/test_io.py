@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import golden
+
 from nanobragg_jax.io import (
     HKLData,
     InputFileError,
@@ -31,12 +33,8 @@ from nanobragg_jax.io.smv import c_atof, format_smv_header, parse_smv_header
 
 
 def golden_inputs() -> Path:
-    env = os.environ.get("NB_GOLDEN_DIR")
-    root = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "golden"
-    folder = root / "inputs"
-    if not folder.is_dir():
-        pytest.skip(f"golden inputs not found at {folder} (set NB_GOLDEN_DIR)")
-    return folder
+    golden.require()  # the corpus ships in tests/golden/: missing means a broken checkout
+    return golden.golden_dir() / "inputs"
 
 
 def write_text(path: Path, text: str) -> Path:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 import jax
 import numpy as np
 import pytest
+
+import golden
 
 from nanobragg_jax.noise import (
     counts_to_uint16,
@@ -19,20 +17,9 @@ from nanobragg_jax.noise import (
 from nanobragg_jax.rng import replay_statics_before_noise, seed_from_cli
 
 
-def golden_dir() -> Path:
-    env = os.environ.get("NB_GOLDEN_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "golden"
-
-
 def _golden_case(case_id: str):
-    root = golden_dir()
-    manifest = root / "cases" / "manifest.json"
-    if not manifest.is_file():
-        pytest.skip(f"golden corpus not found at {root} (set NB_GOLDEN_DIR)")
-    records = {c["id"]: c for c in json.loads(manifest.read_text())}
-    if case_id not in records:
-        pytest.skip(f"golden case {case_id!r} not in {manifest}")
-    return records[case_id], np.load(root / "cases" / f"{case_id}.npz")
+    golden.require()  # the corpus ships in tests/golden/: missing means a broken checkout
+    return golden.case(case_id), golden.arrays(case_id)
 
 
 def _flag(args: list[str], name: str, default: float) -> float:

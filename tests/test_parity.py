@@ -21,9 +21,9 @@ jax.config.update("jax_enable_x64", True)
 
 import nanobragg_jax as nb  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not golden.available(), reason="golden corpus (../shared/golden) not found")
+pytestmark = pytest.mark.usefixtures("golden_corpus")  # fails, never skips, without the corpus
 
-CASE_IDS = [c["id"] for c in golden.manifest()] if golden.available() else []
+CASE_IDS = golden.case_ids()
 
 
 def _experiment(case_id: str, tmp_path):

@@ -28,12 +28,12 @@ import pytest
 
 import golden
 
-pytestmark = pytest.mark.skipif(not golden.available(), reason="golden corpus (../shared/golden) not found")
+pytestmark = pytest.mark.usefixtures("golden_corpus")  # fails, never skips, without the corpus
 
 from nanobragg_jax.cli import main  # noqa: E402
 from nanobragg_jax.io.smv import read_smv  # noqa: E402
 
-CASE_IDS = [c["id"] for c in golden.manifest()] if golden.available() else []
+CASE_IDS = golden.case_ids()
 
 
 class Run:
