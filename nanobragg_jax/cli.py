@@ -131,33 +131,10 @@ def _help_entry(spec) -> str:
 # command-line checks the library does not make
 # ---------------------------------------------------------------------------------------------
 
-# flag -> (lower bound, inclusive?) : values must be > bound (or >= when inclusive)
-_POSITIVE = {
-    "-pixel": 0.0, "-distance": 0.0, "-close_distance": 0.0, "-detsize": 0.0, "-detsize_f": 0.0,
-    "-detsize_s": 0.0, "-detpixels": 0.0, "-detpixels_f": 0.0, "-detpixels_x": 0.0,
-    "-detpixels_s": 0.0, "-detpixels_y": 0.0, "-N": 0.0, "-Na": 0.0, "-Nb": 0.0, "-Nc": 0.0,
-    "-xtalsize": 0.0, "-xtal_size": 0.0, "-samplesize": 0.0, "-sample_size": 0.0,
-    "-xtal_thick": 0.0, "-xtal_x": 0.0, "-sample_thick": 0.0, "-sample_x": 0.0,
-    "-xtal_width": 0.0, "-xtal_y": 0.0, "-sample_width": 0.0, "-sample_y": 0.0, "-width": 0.0,
-    "-xtal_height": 0.0, "-xtal_z": 0.0, "-sample_height": 0.0, "-sample_z": 0.0, "-height": 0.0,
-    "-lambda": 0.0, "-wave": 0.0, "-wavelength": 0.0, "-energy": 0.0, "-beamsize": 0.0,
-    "-fudge": 0.0, "-mosaic_domains": 0.0, "-mosaic_dom": 0.0,
-}
-_NON_NEGATIVE = (
-    "-oversample", "-mosaic", "-mosaicity", "-mosaic_spread", "-osc", "-phisteps", "-phistep",
-    "-dispersion", "-dispsteps", "-divergence", "-hdivrange", "-vdivrange", "-hdivstep", "-vdivstep",
-    "-hdivsteps", "-vdivsteps", "-divsteps", "-fluence", "-flux", "-exposure", "-water",
-    "-detector_thick", "-detector_thicksteps", "-thicksteps", "-dmin", "-default_F",
-)
-_OUTPUT_FLAGS = {
-    "-floatfile": "floatfile", "-floatimage": "floatfile", "-intfile": "intfile",
-    "-intimage": "intfile", "-noisefile": "noisefile", "-noiseimage": "noisefile",
-    "-pgmfile": "pgmfile", "-pgmimage": "pgmfile", "-pngfile": "pngfile",
-}
-
-
+# Value ranges of the flags (and of -img/-mask header keys) live in one table, ranges.py, and
+# are checked by flags.validate_argv; check_values adds the checks that involve several values.
 def check_values(argv: Sequence[str]) -> None:
-    """Reject sizes and counts the C program would silently misuse (zero, negative)."""
+    """Checks across the values of one flag (ROI order, zero vectors); ranges: flags.validate_argv."""
     from .flags import FLAGS, FlagError
 
     by_name = {n: spec for spec in FLAGS for n in spec.names}
@@ -169,24 +146,9 @@ def check_values(argv: Sequence[str]) -> None:
             i += 1
             continue
         nargs = spec.nargs
-        if arg == "-cell":
-            nargs = 0
-            while nargs < 6 and i + 1 + nargs < len(argv) and re.match(
-                    r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$", argv[i + 1 + nargs]):
-                nargs += 1
+        if spec.kind == "misset" and i + 1 < len(argv) and "rand" in argv[i + 1]:
+            nargs = 1
         values = argv[i + 1:i + 1 + nargs]
-        if spec.kind in ("num", "int") and len(values) == 1:
-            x = float(values[0])
-            if arg in _POSITIVE and not x > _POSITIVE[arg]:
-                raise FlagError(f"{arg}: {values[0]} must be positive")
-            if arg in _NON_NEGATIVE and x < 0:
-                raise FlagError(f"{arg}: {values[0]} must not be negative")
-        if arg == "-cell":
-            nums = [float(v) for v in values]
-            if any(v <= 0 for v in nums[:3]):
-                raise FlagError("-cell: cell lengths a b c must be positive")
-            if any(not (0 < v < 180) for v in nums[3:6]):
-                raise FlagError("-cell: cell angles must lie between 0 and 180 degrees")
         if arg == "-roi" and len(values) == 4:
             xmin, xmax, ymin, ymax = (int(v) for v in values)
             if min(xmin, ymin) < 0:
@@ -195,9 +157,7 @@ def check_values(argv: Sequence[str]) -> None:
                 raise FlagError("-roi: xmin xmax ymin ymax must satisfy xmin <= xmax and ymin <= ymax")
         if arg in _VECTOR_FLAGS and len(values) == 3 and all(float(v) == 0.0 for v in values):
             raise FlagError(f"{arg}: the zero vector has no direction")
-        if arg in _OUTPUT_FLAGS and values and values[0] == "":
-            raise FlagError(f"{arg}: empty file name")
-        i += 1 + (nargs if spec.kind != "misset" or not values or not values[0].lower().startswith("rand") else 1)
+        i += 1 + nargs
 
 
 def check_cell(exp) -> None:
@@ -247,20 +207,79 @@ def check_experiment(exp) -> None:
     if fmin > setup.fpixels - 1 or smin > setup.spixels - 1:
         raise FlagError(f"-roi {fmin} {fmax} {smin} {smax}: selects no pixel of the "
                         f"{setup.fpixels}x{setup.spixels} detector")
+    check_mask_shape(exp)
+    check_memory(exp)
+    check_magnitudes(exp)
 
 
-def check_outputs(paths: dict[str, str]) -> None:
-    """Every output can be created: its folder exists and is writable, the name is no folder."""
-    for flag, path in paths.items():
-        folder = os.path.dirname(os.path.abspath(path)) or "."
-        if os.path.isdir(path):
-            raise CLIError(f"{flag} {path}: is a directory")
-        if not os.path.isdir(folder):
-            raise CLIError(f"{flag} {path}: folder {folder} does not exist")
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise CLIError(f"{flag} {path}: folder {folder} is not writable")
-        if os.path.exists(path) and not os.access(path, os.W_OK) and not os.access(folder, os.W_OK):
-            raise CLIError(f"{flag} {path}: file is not writable")
+# Params field -> the flags that set it (for "does not fit float32" messages)
+_FIELD_FLAGS = {
+    "fluence": "-fluence/-flux", "default_F": "-default_F", "F_grid": "-hkl", "water_size": "-water",
+    "distance": "-distance", "close_distance": "-close_distance", "cell": "-cell", "N": "-N",
+    "recip_matrix": "-mat", "wavelength": "-lambda", "source_wavelengths": "-sourcefile",
+    "source_dirs": "-sourcefile", "beam_center": "-Xbeam/-Ybeam", "pixel_size": "-pixel",
+    "thickness": "-detector_thick", "attenuation_depth": "-detector_abs",
+}
+
+
+def check_magnitudes(exp) -> None:
+    """Every parameter fits the arithmetic's dtype, and the brightest pixel fits it too."""
+    import dataclasses
+
+    from .estimates import magnitude_problem
+    from .flags import FlagError
+
+    dtype = str(exp.options.get("dtype") or "float64")
+    for f in dataclasses.fields(exp.params):
+        value = np.asarray(getattr(exp.params, f.name))
+        if value.dtype.kind == "f" and value.size and not np.all(np.isfinite(value)):
+            flag = _FIELD_FLAGS.get(f.name, f.name)
+            hint = "; use -dtype float64" if dtype == "float32" else ""
+            raise FlagError(f"{flag}: the value does not fit the {dtype} arithmetic "
+                            f"(largest {np.finfo(np.dtype(dtype)).max:.3g}){hint}")
+    problem = magnitude_problem(exp, dtype)
+    if problem:
+        raise FlagError(problem)
+
+
+def check_memory(exp) -> None:
+    """The images of a run must fit in the memory the machine has free (estimated)."""
+    from .estimates import available_memory_bytes, image_memory_bytes
+    from .flags import FlagError
+
+    need = image_memory_bytes(exp.setup)
+    have = available_memory_bytes()
+    if have is not None and need > have:
+        s = exp.setup
+        raise FlagError(f"-detpixels: a {s.fpixels}x{s.spixels} detector needs about {need / 2**30:.3g} GiB "
+                        f"of memory for its images, more than the {have / 2**30:.3g} GiB available; "
+                        "use fewer or larger pixels")
+
+
+def check_mask_shape(exp) -> None:
+    """A -mask image has exactly the detector's pixels."""
+    from .flags import FlagError
+
+    if not exp.setup.has_mask:
+        return
+    shape = tuple(np.shape(exp.params.mask))
+    want = (exp.setup.spixels, exp.setup.fpixels)
+    if shape != want:
+        from .report import _image_files
+
+        name = _image_files(exp.options.get("argv", []))[0] or ""
+        raise FlagError(f"-mask {name}".rstrip() + f": the mask is {shape[1]}x{shape[0]} pixels but the detector "
+                        f"is {want[1]}x{want[0]} (set by -detpixels/-detsize/-pixel or -img)")
+
+
+def check_outputs(paths: dict[str, str], inputs: Optional[dict[str, str]] = None) -> None:
+    """Every output can be created and none is another output or an input (outputs.py)."""
+    from .outputs import OutputError, check_output_paths
+
+    try:
+        check_output_paths(paths, inputs)
+    except OutputError as exc:
+        raise CLIError(str(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,13 +393,22 @@ def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     """Parse, render, write; raise on any bad input (main() turns that into one line)."""
     from . import report
     from .flags import validate_argv
+    from .outputs import planned_inputs, planned_outputs
 
     validate_argv(list(argv))
     check_values(argv)
-    dump = report._c_state(argv).dumpfilename
+    st = report._c_state(argv)
+    # every output can be written, and none is another output or an input, before any work
+    check_outputs(planned_outputs(st), planned_inputs(st))
+    dump = st.dumpfilename
     dump_existed = os.path.exists(dump)
+    reused = None
+    if st.hklfilename is None and dump_existed and "-dump" not in argv:
+        instead = "-default_F alone" if "-default_F" in argv else "no structure factors"
+        reused = (f"nanoBragg: warning: using the structure factors cached in {dump} by an earlier -hkl run "
+                  f"(as the C program does when -hkl is absent), not {instead}; delete {dump} or give -hkl")
     try:
-        return _render_and_write(argv, out, err)
+        return _render_and_write(argv, out, err, reused)
     except BaseException:
         # a structure-factor cache written by this failed run would poison the next run
         # (it is read whenever -hkl is absent): take it back
@@ -392,18 +420,21 @@ def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         raise
 
 
-def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
+def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO, cache_warning: Optional[str] = None) -> int:
     from . import from_cli_args, report, simulate
     from .flags import FlagError
+    from .outputs import StagedOutputs
 
     clock = _Clock(err)
     exp = from_cli_args(list(argv))
     clock.lap("parse flags and inputs")
-    check_cell(exp)
-    check_experiment(exp)
     opts = exp.options
     opts["argv"] = list(argv)
+    check_cell(exp)
+    check_experiment(exp)
     setup = exp.setup
+    if cache_warning:
+        print(cache_warning, file=err)
 
     outputs = {"-floatfile": opts["floatfile"], "-intfile": opts["intfile"]}
     if opts.get("write_pgm"):
@@ -441,7 +472,12 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     image32 = image.astype(np.float32)
     bad = int(np.count_nonzero(~np.isfinite(image32)))
     if bad:
-        print(f"nanoBragg: warning: {bad} pixels are not finite (NaN or Inf); check the geometry", file=err)
+        # the estimate before rendering should make this unreachable; never write such an image
+        dtype = str(opts.get("dtype") or "float64")
+        hint = " (try -dtype float64)" if dtype == "float32" else ""
+        raise FlagError(f"the rendered image has {bad} pixels that are not finite (NaN or Inf){hint}; "
+                        "check the geometry and the magnitudes of -fluence, -default_F/-hkl, -N and -water; "
+                        "no file was written")
 
     # -printout / -printout_pixel / -trace_pixel: between the render and the statistics, like C
     from . import trace
@@ -487,25 +523,31 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     for line in report.statistics_lines(stats, omega):
         print(line, file=out)
     n_pixels = setup.spixels * setup.fpixels
-    print(f"writing {opts['floatfile']} as {n_pixels} 4-byte floats", file=out)
-    atomic_write_bytes(opts["floatfile"], image32.astype("<f4").tobytes())
-    for line in report.max_mean_lines(stats):
-        print(line, file=out)
-    print(f"intfile_scale = {report.g(int_scale)}", file=out)
-    print(f"writing {opts['intfile']} as 2-byte integers", file=out)
-    smv_io.write_smv(opts["intfile"], ints, header)
-    if opts.get("write_pgm"):
-        print(f"pgm_scale = {report.g(pgm_scale)}", file=out)
-        print(f"writing {opts['pgmfile']} as 1-byte integers", file=out)
-        atomic_write_bytes(opts["pgmfile"], pgm_io.pgm_bytes(image32, pgm_scale, roi))
-    if opts.get("pngfile"):
-        print(f"writing {opts['pngfile']} as 8-bit PNG (scaled by {report.g(pgm_scale)})", file=out)
-        pgm_io.write_png(opts["pngfile"], preview)
-    if noise is not None:
-        data, photons, overloads = noise
-        print("%.0f photons on noise image (%d overloads)" % (photons, overloads), file=out)
-        print(f"writing {opts['noisefile']} as 2-byte integers", file=out)
-        smv_io.write_smv(opts["noisefile"], data, header)
+    # all or nothing: every file is written beside its destination first, then all are
+    # renamed into place; a failed write leaves no output (outputs.py)
+    with StagedOutputs() as staged:
+        print(f"writing {opts['floatfile']} as {n_pixels} 4-byte floats", file=out)
+        staged.add("-floatfile", opts["floatfile"],
+                   lambda tmp: atomic_write_bytes(tmp, image32.astype("<f4").tobytes()))
+        for line in report.max_mean_lines(stats):
+            print(line, file=out)
+        print(f"intfile_scale = {report.g(int_scale)}", file=out)
+        print(f"writing {opts['intfile']} as 2-byte integers", file=out)
+        staged.add("-intfile", opts["intfile"], lambda tmp: smv_io.write_smv(tmp, ints, header))
+        if opts.get("write_pgm"):
+            print(f"pgm_scale = {report.g(pgm_scale)}", file=out)
+            print(f"writing {opts['pgmfile']} as 1-byte integers", file=out)
+            staged.add("-pgmfile", opts["pgmfile"],
+                       lambda tmp: atomic_write_bytes(tmp, pgm_io.pgm_bytes(image32, pgm_scale, roi)))
+        if opts.get("pngfile"):
+            print(f"writing {opts['pngfile']} as 8-bit PNG (scaled by {report.g(pgm_scale)})", file=out)
+            staged.add("-pngfile", opts["pngfile"], lambda tmp: pgm_io.write_png(tmp, preview))
+        if noise is not None:
+            data, photons, overloads = noise
+            print("%.0f photons on noise image (%d overloads)" % (photons, overloads), file=out)
+            print(f"writing {opts['noisefile']} as 2-byte integers", file=out)
+            staged.add("-noisefile", opts["noisefile"], lambda tmp: smv_io.write_smv(tmp, data, header))
+        staged.commit()
     out.flush()
     clock.lap("write files")
     clock.total()
@@ -559,6 +601,38 @@ def _statics_before_noise(exp):
         # the start-up time, which we can only re-read
         misset_seed = st.misset_seed if st.misset_seed is not None else -int(time.time())
     return rng.replay_statics_before_noise(st.mosaic_seed, exp.setup.mosaic_domains, misset_seed)
+
+
+class _quiet_numerics:
+    """No raw numpy/Python warnings (with source paths) reach the user.
+
+    Floating-point trouble is checked explicitly (estimates before rendering, a finite image
+    before writing), so numpy's RuntimeWarnings are silenced; any other warning is shown as one
+    ``nanoBragg: warning: ...`` line without a source location.
+    """
+
+    def __init__(self, err: TextIO):
+        self.err = err
+
+    def __enter__(self):
+        import warnings
+
+        self._np = np.seterr(all="ignore")
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+        err = self.err
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            print(f"nanoBragg: warning: {_one_line(message)}", file=err)
+
+        warnings.showwarning = show
+        return self
+
+    def __exit__(self, *exc):
+        np.seterr(**self._np)
+        self._warnings.__exit__(*exc)
+        return False
 
 
 class _LogStream:
@@ -621,10 +695,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _enable_compilation_cache()
     from .flags import FlagError
     from .io.errors import InputFileError
+    from .outputs import OutputError
 
     try:
-        return run(args, out, err)
-    except (FlagError, InputFileError, CLIError) as exc:
+        with _quiet_numerics(err):
+            return run(args, out, err)
+    except (FlagError, InputFileError, CLIError, OutputError) as exc:
         print(f"nanoBragg: error: {_one_line(exc)}", file=err)
     except OSError as exc:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""

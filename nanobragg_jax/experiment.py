@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .config import Experiment, Params, Setup
-from .flags import RTD, CState, FlagError, _apply_c_flag_loop, _read_image_headers, validate_argv
+from .flags import (RTD, CState, FlagError, _apply_c_flag_loop, _read_image_headers, read_unused_inputs,
+                    validate_argv)
 
 CONVENTION_VECTORS = {
     # beam, fdet, sdet, odet, twotheta_axis, polar, spindle
@@ -603,4 +604,5 @@ def from_cli_args(argv: Sequence[str]) -> Experiment:
     if st.help:
         exp = Experiment(setup=Setup(), params=None, options=dict(help=True))  # type: ignore[arg-type]
         return exp
+    read_unused_inputs(st)  # -stol: read and checked, unused (as in the C program)
     return resolve(st)

@@ -57,10 +57,10 @@ FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec(("-hkl",), "str", 1, "file", "none", "text file of h k l F (columns after F are ignored)", "crystal"),
     FlagSpec(("-dump",), "str", 1, "file", "Fdump.bin", "binary cache of the structure factors", "crystal"),
     FlagSpec(("-default_F",), "num", 1, "electrons", "0", "F of every reflection not in -hkl", "crystal"),
-    FlagSpec(("-N",), "num", 1, "cells", "1", "cells along a, b and c", "crystal"),
-    FlagSpec(("-Na",), "num", 1, "cells", "1", "cells along a", "crystal"),
-    FlagSpec(("-Nb",), "num", 1, "cells", "1", "cells along b", "crystal"),
-    FlagSpec(("-Nc",), "num", 1, "cells", "1", "cells along c", "crystal"),
+    FlagSpec(("-N",), "int", 1, "cells", "1", "cells along a, b and c", "crystal"),
+    FlagSpec(("-Na",), "int", 1, "cells", "1", "cells along a", "crystal"),
+    FlagSpec(("-Nb",), "int", 1, "cells", "1", "cells along b", "crystal"),
+    FlagSpec(("-Nc",), "int", 1, "cells", "1", "cells along c", "crystal"),
     FlagSpec(("-xtalsize", "-xtal_size", "-samplesize", "-sample_size"), "num", 1, "mm", "none", "crystal size (sets N along all axes)", "crystal"),
     FlagSpec(("-xtal_thick", "-xtal_x", "-sample_thick", "-sample_x"), "num", 1, "mm", "none", "crystal size along a", "crystal"),
     FlagSpec(("-xtal_width", "-xtal_y", "-sample_width", "-sample_y", "-width"), "num", 1, "mm", "none", "crystal size along b", "crystal"),
@@ -178,7 +178,10 @@ FLAGS: tuple[FlagSpec, ...] = (
 
 _BY_NAME: dict[str, FlagSpec] = {n: f for f in FLAGS for n in f.names}
 
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+# A number the way the C program's atof reads all of it: ASCII digits only (Python's float()
+# also takes "1_0" and non-ASCII digits, which atof reads as 0 or stops at).
+_NUMBER = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
+_INTEGER = re.compile(r"^[+-]?[0-9]+$")
 
 
 def _is_number(s: str) -> bool:
@@ -187,7 +190,7 @@ def _is_number(s: str) -> bool:
 
 def c_atof(s: str) -> float:
     """C ``atof``: the longest numeric prefix, 0.0 if none."""
-    m = re.match(r"^\s*([+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|nan))", s, re.I)
+    m = re.match(r"^\s*([+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[+-]?(inf|nan))", s, re.I)
     if not m:
         return 0.0
     try:
@@ -198,12 +201,51 @@ def c_atof(s: str) -> float:
 
 def c_atoi(s: str) -> int:
     """C ``atoi``: the longest integer prefix, 0 if none."""
-    m = re.match(r"^\s*([+-]?\d+)", s)
+    m = re.match(r"^\s*([+-]?[0-9]+)", s)
     return int(m.group(1)) if m else 0
 
 
+def suggest_flag(arg: str) -> str:
+    """The hint " (did you mean -lambda?)" naming the nearest known flag, or "" if none is close."""
+    import difflib
+
+    names = sorted(_BY_NAME)
+    close = difflib.get_close_matches(arg, names, n=1, cutoff=0.6)
+    if not close:
+        # a case slip (-LAMBDA, -Xbeam vs -xbeam) is not always close in difflib's ratio
+        lower = {n.lower(): n for n in names}
+        if arg.lower() in lower:
+            close = [lower[arg.lower()]]
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def check_range(flag: str, text: str, value: float) -> None:
+    """Raise FlagError when ``value`` (given as ``text``) is outside the flag's range (ranges.py)."""
+    from .ranges import FLAG_QUANTITY, range_problem
+
+    quantity = FLAG_QUANTITY.get(flag)
+    if quantity is None:
+        if not math.isfinite(value):
+            raise FlagError(f"{flag}: {text!r} is not a finite number")
+        return
+    problem = range_problem(quantity, value)
+    if problem:
+        raise FlagError(f"{flag} {text}: {problem}")
+
+
+def _misset_random(v: str) -> bool:
+    # the C program's test: the word contains "rand" (strstr), so "random" and "rand" both work
+    return "rand" in v
+
+
 def validate_argv(argv: list[str]) -> None:
-    """Reject unknown flags and missing/non-numeric values with one clear message."""
+    """Reject unknown flags, missing/non-numeric values and values outside their range.
+
+    Every value must be entirely what the C program reads from it (``atof``/``atoi`` read a
+    prefix and ignore the rest, so ``-N 1e6`` would be N = 1 there): an integer flag takes an
+    integer, a number flag a decimal number, and the value must lie in the flag's range
+    (``nanobragg_jax/ranges.py``).  One ``FlagError`` line names the flag.
+    """
     i = 0
     n = len(argv)
     while i < n:
@@ -212,37 +254,58 @@ def validate_argv(argv: list[str]) -> None:
             raise FlagError(f"unexpected argument {arg!r} (values must follow their flag)")
         spec = _BY_NAME.get(arg)
         if spec is None:
-            raise FlagError(f"unknown flag {arg} (see nanoBragg -h)")
+            raise FlagError(f"unknown flag {arg}{suggest_flag(arg)} (see nanoBragg -h)")
         values = argv[i + 1:i + 1 + spec.nargs]
         if spec.kind == "flag":
             i += 1
             continue
-        if spec.kind == "misset" and values and values[0].lower().startswith("rand"):
+        if spec.kind == "misset" and values and _misset_random(values[0]):
             i += 2
             continue
         if arg == "-cell":
-            # the C program accepts 1..6 cell values
+            # all six numbers (the C program quietly fills in b = c = a and 90° for any missing)
             k = 0
             while k < 6 and i + 1 + k < n and _is_number(argv[i + 1 + k]):
                 k += 1
-            if k == 0:
-                raise FlagError("-cell needs numbers: a b c alpha beta gamma (Å, deg)")
-            i += 1 + k
+            if k < 6:
+                after = f" before {argv[i + 1 + k]!r}" if i + 1 + k < n else ""
+                raise FlagError(f"-cell needs 6 numbers: a b c alpha beta gamma (Å, degrees); "
+                                f"found {k}{after}")
+            for j, v in enumerate(argv[i + 1:i + 7]):
+                quantity = "cell_length" if j < 3 else "cell_angle"
+                from .ranges import range_problem
+
+                problem = range_problem(quantity, float(v))
+                if problem:
+                    which = "abc"[j] if j < 3 else ("alpha", "beta", "gamma")[j - 3]
+                    raise FlagError(f"-cell: {which} = {v}: {problem}")
+            i += 7
             continue
+        if spec.kind == "misset" and values and "rand" in values[0].lower():
+            raise FlagError(f"{arg}: {values[0]!r} is not a number (write 'random' in lower case "
+                            "for a random orientation)")
         if len(values) < spec.nargs:
             raise FlagError(f"{arg} needs {spec.nargs} value{'s' if spec.nargs > 1 else ''}")
         for v in values:
             if spec.kind in ("num", "misset"):
                 if not _is_number(v):
-                    raise FlagError(f"{arg}: {v!r} is not a number")
-                if not math.isfinite(float(v)):
-                    raise FlagError(f"{arg}: {v!r} is not a finite number")
+                    hint = ""
+                    if spec.kind == "misset" and "rand" in v.lower():
+                        hint = " (write 'random' in lower case for a random orientation)"
+                    raise FlagError(f"{arg}: {v!r} is not a number{hint}")
+                check_range(arg, v, float(v))
             elif spec.kind == "int":
-                if not re.match(r"^[+-]?\d+$", v.strip()):
-                    raise FlagError(f"{arg}: {v!r} is not an integer")
+                if not _INTEGER.match(v.strip()):
+                    hint = ""
+                    if _is_number(v):
+                        hint = " (the C program would read only its leading digits)"
+                    raise FlagError(f"{arg}: {v!r} is not an integer{hint}")
+                check_range(arg, v, float(int(v)))
             elif spec.kind == "abs":
                 if not (v.lower().startswith("inf") or _is_number(v)):
                     raise FlagError(f"{arg}: {v!r} is not a number or 'inf'")
+                if _is_number(v):
+                    check_range(arg, v, float(v))
             elif spec.kind == "pivot":
                 if v not in ("beam", "sample"):
                     raise FlagError(f"-pivot: {v!r} must be 'beam' or 'sample'")
@@ -252,6 +315,8 @@ def validate_argv(argv: list[str]) -> None:
             elif spec.kind == "str":
                 if v.startswith("-") and v in _BY_NAME:
                     raise FlagError(f"{arg} needs a file name, got the flag {v}")
+                if v == "":
+                    raise FlagError(f"{arg}: empty file name")
         i += 1 + spec.nargs
 
 
@@ -381,17 +446,30 @@ class CState:
         self.beam_vector = [1.0, 0.0, 0.0]
 
 
-def _apply_header(st: CState, header_text: str, *, flip_y: bool) -> None:
+def _apply_header(st: CState, header_text: str, *, flip_y: bool, path: str = "") -> None:
     """Detector values from an SMV header (C: the -mask and -img pre-pass).
 
     Keys are looked up like the C program's ``ValueOf``: the last occurrence of
     the key as a substring wins (so ``DISTANCE`` can pick up ``CLOSE_DISTANCE``).
+    A key that is present must hold a number in the range its flag allows
+    (``ranges.py``; ``DISTANCE=-100`` is refused like ``-distance -100``); an
+    explicit ``nan`` is an error, not "absent".
     """
+    from .io.errors import InputFileError
     from .io.smv import c_value_of
+    from .ranges import HEADER_QUANTITY, range_problem
 
     def get(key):
+        if header_text.rfind(key) < 0:
+            return None  # absent: the C's ValueOf returns NaN and the value is left alone
         v = c_value_of(header_text, key)
-        return None if math.isnan(v) else v
+        quantity, flag = HEADER_QUANTITY[key]
+        problem = range_problem(quantity, v)
+        if problem:
+            pos = header_text.rfind(key)
+            raw = header_text[pos:].split(";", 1)[0].split("\n", 1)[0].strip()
+            raise InputFileError(path, f"header {raw}: {problem} (the value {flag} would take)")
+        return v
 
     v = get("PIXEL_SIZE")
     if v is not None:
@@ -436,12 +514,24 @@ def _read_image_headers(st: CState, argv: list[str]) -> None:
     if st.maskfilename is not None:
         smv = read_smv(st.maskfilename)
         st.spixels, st.fpixels = smv.data.shape
-        _apply_header(st, smv.header_text, flip_y=True)
+        _apply_header(st, smv.header_text, flip_y=True, path=st.maskfilename)
         st.mask = np.asarray(smv.data)
     if st.imgfilename is not None:
         smv = read_smv(st.imgfilename)
         st.spixels, st.fpixels = smv.data.shape
-        _apply_header(st, smv.header_text, flip_y=False)
+        _apply_header(st, smv.header_text, flip_y=False, path=st.imgfilename)
+
+
+def read_unused_inputs(st: CState) -> None:
+    """Read and check the files the C program reads but does not use (``-stol``).
+
+    The C program reads the ``-stol`` file (two columns: sin(θ)/λ and F) and then never uses
+    it; we read and check it too, so that a missing or garbled file is reported, not ignored.
+    """
+    if st.stolfilename is not None:
+        from .io.sources import read_text_columns
+
+        read_text_columns(st.stolfilename, 2, what="-stol file")
 
 
 def _apply_c_flag_loop(st: CState, argv: list[str]) -> None:

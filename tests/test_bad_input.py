@@ -54,6 +54,23 @@ INPUTS = {
     "comments.txt": "# nothing here\n\n",
     "badlambda.txt": "-10 0 0 1 0\n",
     "Fdump.garbled": "1 2 3 4 5 6\nno form feed\n",
+    # silent misreads of the C program (issue 12): each must be an error naming line and column
+    "underscore.hkl": "0 0 0 10\n1_0 0 0 20\n",
+    "arabic.hkl": "0 0 0 10\n\u0663 0 0 20\n",
+    "underscore.mat": "0.01 0 0\n0 1_0 0\n0 0 0.01\n",
+    "zero.txt": "0 0 -10 1 zero\n",
+    "nan.txt": "0 0 -10 nan 1e-10\n",
+    "garbage-suffix.txt": "0 0 -10x 1 1e-10\n",
+    # magnitudes
+    "bigF.hkl": "0 0 0 1e300\n1 0 0 20\n",
+    "hugeindex.hkl": "0 0 0 10\n1e300 0 0 20\n",
+    "wide.hkl": "100000 100000 100000 1\n-100000 -100000 -100000 1\n",
+    "nan.fdump": b"0 0 0 0 0 0\n\f" + b"\xff" * 64,
+    # SMV headers go through the same range table as the flags
+    "bigpixel.img": _smv(SMV_OK.replace(b"PIXEL_SIZE=0.1", b"PIXEL_SIZE=1e308"), bytes(512)),
+    "negdist.img": _smv(SMV_OK.replace(b"PIXEL_SIZE=0.1;", b"PIXEL_SIZE=0.1;\nDISTANCE=-100;"), bytes(512)),
+    "nandist.img": _smv(SMV_OK.replace(b"PIXEL_SIZE=0.1;", b"PIXEL_SIZE=0.1;\nDISTANCE=nan;"), bytes(512)),
+    "mask16.img": _smv(SMV_OK, b"\x01\x00" * 256),
 }
 
 # (id, argv, words the one-line message must contain)
@@ -150,6 +167,61 @@ CASES = [
     ("output-is-folder", GOOD + ["-intfile", "adir"], ["-intfile", "directory"]),
     ("noise-output-folder-missing", GOOD + ["-noisefile", "nowhere/n.img"], ["-noisefile"]),
     ("png-output-folder-missing", GOOD + ["-pngfile", "nowhere/p.png"], ["-pngfile"]),
+    # -- issue 12 --------------------------------------------------------------------------
+    # silent misreads: fewer than six -cell numbers, an upper-case RANDOM, atoi-read counts,
+    # numbers Python's float() takes but C's atof does not, words and NaN in a source file
+    ("cell-two-numbers", ["-cell", "100", "100", "-default_F", "1"], ["-cell", "6 numbers", "found 2"]),
+    ("cell-five-numbers", ["-cell", "100", "100", "100", "90", "90", "-default_F", "1"], ["-cell", "found 5"]),
+    ("misset-upper-case", GOOD + ["-misset", "RANDOM", "1", "2"], ["-misset", "'RANDOM'", "lower case"]),
+    ("N-exponent", GOOD + ["-N", "1e6"], ["-N", "'1e6'", "not an integer"]),
+    ("N-fraction", GOOD + ["-N", "0.5"], ["-N", "'0.5'", "not an integer"]),
+    ("Na-exponent", GOOD + ["-Na", "1e3"], ["-Na", "not an integer"]),
+    ("number-with-underscore", GOOD + ["-distance", "1_00"], ["-distance", "not a number"]),
+    ("number-non-ascii", GOOD + ["-distance", "\u0661\u0660\u0660"], ["-distance", "not a number"]),
+    ("hkl-underscore", CELL + ["-hkl", "underscore.hkl"], ["underscore.hkl", "line 2, column 1", "'1_0'"]),
+    ("hkl-non-ascii-digit", CELL + ["-hkl", "arabic.hkl"], ["arabic.hkl", "line 2, column 1"]),
+    ("mat-underscore", ["-mat", "underscore.mat", "-default_F", "1", "-detpixels", "16"],
+     ["underscore.mat", "line 2, column 3", "'1_0'"]),
+    ("sources-word-zero", GOOD + ["-sourcefile", "zero.txt"], ["zero.txt", "line 1, column 11", "'zero'"]),
+    ("sources-explicit-nan", GOOD + ["-sourcefile", "nan.txt"], ["nan.txt", "line 1, column 9", "not finite"]),
+    ("sources-garbage-suffix", GOOD + ["-sourcefile", "garbage-suffix.txt"], ["garbage-suffix.txt", "'-10x'"]),
+    # non-finite images: values outside physical ranges, results beyond the dtype's range
+    ("fluence-overflows-float32-file", GOOD + ["-fluence", "1e308"], ["float32", "-fluence"]),
+    ("water-out-of-range", GOOD + ["-water", "1e30"], ["-water 1e30", "at most"]),
+    ("default-F-overflow", GOOD + ["-default_F", "1e300"], ["float64", "-default_F"]),
+    ("hkl-F-overflow", CELL + ["-hkl", "bigF.hkl"], ["float64", "-hkl"]),
+    ("float32-fluence", GOOD + ["-dtype", "float32", "-fluence", "1e45"], ["-fluence", "float32", "-dtype float64"]),
+    ("float32-image-overflow", GOOD + ["-dtype", "float32", "-default_F", "1e18", "-N", "100"],
+     ["float32", "-dtype float64"]),
+    ("dispersion-200", GOOD + ["-dispersion", "200"], ["-dispersion 200", "less than 100 percent"]),
+    ("dispersion-300", GOOD + ["-dispersion", "300"], ["-dispersion 300"]),
+    # outputs: checked before any work, named by their flag, no collisions
+    ("output-trailing-slash", GOOD + ["-noisefile", "adir/"], ["-noisefile adir/", "folder"]),
+    ("output-name-too-long", GOOD + ["-noisefile", "n" * 300 + ".img"], ["-noisefile", "file name", "bytes"]),
+    ("outputs-collide", GOOD + ["-pgmfile", "floatimage.bin"], ["-pgmfile", "same file as -floatfile"]),
+    ("outputs-collide-other-spelling", GOOD + ["-floatfile", "a.bin", "-intfile", "./a.bin"], ["-intfile", "-floatfile"]),
+    ("output-overwrites-input", CELL + ["-hkl", "good.hkl", "-floatfile", "good.hkl"], ["-floatfile", "-hkl"]),
+    ("output-is-the-dump", GOOD + ["-intfile", "Fdump.bin"], ["-intfile", "-dump"]),
+    ("output-is-a-device", GOOD + ["-floatfile", os.devnull], ["-floatfile", "not a regular file"]),
+    # raw exception text → messages about the input
+    ("cell-1e308", ["-cell", "1e308", "100", "100", "90", "90", "90", "-default_F", "1"], ["-cell", "1e308"]),
+    ("img-pixel-size-1e308", GOOD + ["-img", "bigpixel.img"], ["bigpixel.img", "PIXEL_SIZE=1e308", "-pixel"]),
+    ("hkl-index-1e300", CELL + ["-hkl", "hugeindex.hkl"], ["hugeindex.hkl", "line 2, column 1"]),
+    ("hkl-indices-100000", CELL + ["-hkl", "wide.hkl"], ["wide.hkl", "GiB"]),
+    ("fdump-nan", CELL + ["-dump", "nan.fdump"], ["nan.fdump", "not finite"]),
+    ("mask-smaller-than-detector", GOOD + ["-mask", "mask16.img", "-detpixels", "32"],
+     ["-mask mask16.img", "16x16", "32x32"]),
+    # one range table for flags and header values
+    ("img-negative-distance", GOOD + ["-img", "negdist.img"], ["negdist.img", "DISTANCE=-100", "positive"]),
+    ("img-nan-distance", GOOD + ["-img", "nandist.img"], ["nandist.img", "DISTANCE=nan", "finite"]),
+    ("detector-abs-negative", GOOD + ["-detector_abs", "-5"], ["-detector_abs -5", "negative"]),
+    ("kahn-factor-out-of-range", GOOD + ["-polar", "2"], ["-polar 2", "Kahn"]),
+    ("seed-beyond-c-int", GOOD + ["-seed", "99999999999"], ["-seed"]),
+    ("stol-missing", GOOD + ["-stol", "absent.stol"], ["absent.stol", "not found"]),
+    ("stol-garbled", GOOD + ["-stol", "words.hkl"], ["words.hkl", "line 1"]),
+    ("detpixels-beyond-memory", GOOD + ["-detpixels", "100000"], ["-detpixels", "100000x100000", "GiB"]),
+    # unknown flags suggest the nearest one
+    ("unknown-flag-suggestion", GOOD + ["-lamda", "1"], ["-lamda", "did you mean -lambda?"]),
 ]
 
 
@@ -221,3 +293,81 @@ def test_subprocess_bad_file_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.startswith("nanoBragg: error: binary.hkl") and proc.stderr.count("\n") == 1
+
+
+def _run_in(folder: Path, argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(list(argv))
+    finally:
+        os.chdir(cwd)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_a_failed_late_write_leaves_no_output(tmp_path, monkeypatch):
+    """All or nothing: the noise image (written last) fails → no output at all, flag named."""
+    from nanobragg_jax.io import smv
+
+    real = smv.write_smv
+    calls = []
+
+    def failing(path, data, header):
+        calls.append(path)
+        if len(calls) == 2:  # -intfile succeeds, -noisefile fails
+            raise OSError(28, "No space left on device")
+        real(path, data, header)
+
+    monkeypatch.setattr(smv, "write_smv", failing)
+    before = _prepare(tmp_path)
+    rc, _, err = _run_in(tmp_path, GOOD + ["-seed", "1"])
+    assert rc == 2
+    assert err.startswith("nanoBragg: error: -noisefile noiseimage.img: cannot write") and err.count("\n") == 1, err
+    assert "No space left" in err and ".part" not in err and ".tmp" not in err
+    assert {p.name for p in tmp_path.iterdir()} == before
+
+
+def test_hkl_comment_lines_are_skipped(tmp_path):
+    """'#' and '!' lines are skipped (the C program stops reading at the first one)."""
+    (tmp_path / "c.hkl").write_text("# h k l F\n0 0 0 10\n! more\n   # indented\n1 0 0 20\n")
+    from nanobragg_jax.io import read_hkl
+
+    data = read_hkl(tmp_path / "c.hkl")
+    assert data.count == 2 and data.value(1, 0, 0) == 20.0
+
+
+def test_reused_fdump_cache_is_announced(tmp_path):
+    _prepare(tmp_path)
+    quiet = ["-nonoise", "-nopgm"]
+    rc, _, err = _run_in(tmp_path, CELL + ["-hkl", "good.hkl"] + quiet)
+    assert rc == 0 and err == "", err
+    assert (tmp_path / "Fdump.bin").exists()
+    rc, _, err = _run_in(tmp_path, CELL + ["-default_F", "5"] + quiet)
+    assert rc == 0
+    assert err.startswith("nanoBragg: warning: using the structure factors cached in Fdump.bin"), err
+    assert "-default_F" in err and err.count("\n") == 1
+
+
+def test_well_formed_inputs_still_read_as_the_c_program_does(tmp_path):
+    """The stricter readers accept what the C program reads in full, with the same values."""
+    from nanobragg_jax.io import read_hkl, read_mosflm_matrix, read_source_file
+
+    (tmp_path / "a.hkl").write_text("  1 -2 3.0 1.5e2 9 9\n+0 0 0 .5\n")
+    data = read_hkl(tmp_path / "a.hkl")
+    assert data.value(1, -2, 3) == 150.0 and data.value(0, 0, 0) == 0.5
+    (tmp_path / "m.mat").write_text("1e-2 0 0\n0 +.01 0\n0 0 0.01 extra words after nine\n")
+    assert read_mosflm_matrix(tmp_path / "m.mat")[1, 1] == 0.01
+    (tmp_path / "s.txt").write_text("0,0;-10 1:1e-10\n\n0 0 -10\n")
+    rows = read_source_file(tmp_path / "s.txt")
+    assert rows[0].tolist() == [0.0, 0.0, -10.0, 1.0, 1e-10]
+    assert rows[1, :3].tolist() == [0.0, 0.0, -10.0] and all(v != v for v in rows[1, 3:])  # missing → NaN
+
+
+def test_one_range_table_serves_flags_and_headers():
+    from nanobragg_jax.ranges import FLAG_QUANTITY, HEADER_QUANTITY, RANGES
+
+    for key, (quantity, flag) in HEADER_QUANTITY.items():
+        assert FLAG_QUANTITY[flag] == quantity, key
+    assert set(FLAG_QUANTITY.values()) <= set(RANGES)

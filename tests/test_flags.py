@@ -40,15 +40,17 @@ def test_mosaic_spread_without_domains_gives_ten():
     assert parse("-mosaic 0.5 -mosaic_dom 4").setup.mosaic_domains == 4
 
 
-def test_N_is_clamped_and_set_from_crystal_size():
-    assert list(parse("-N 0").params.N) == [1.0, 1.0, 1.0]
+def test_N_is_set_from_crystal_size():
+    # (the C program clamps -N 0 to 1; we refuse it: tests/test_bad_input.py zero-N)
     # 0.5 µm crystal of 100 Å cells → 50 cells
     assert list(parse("-xtalsize 0.0005").params.N) == [50.0, 50.0, 50.0]
 
 
-def test_short_cell_fills_in_like_the_c_program():
-    exp = nb.from_cli_args("-cell 80 -default_F 1 -detpixels 8".split())
-    assert list(exp.params.cell) == pytest.approx([80, 80, 80, 90, 90, 90])
+def test_short_cell_is_refused():
+    # the C program fills in b = c = a and 90° angles for missing -cell numbers, silently;
+    # a short -cell is almost always a typo, so it is an error here (docs/c-differences.md)
+    with pytest.raises(FlagError, match="-cell needs 6 numbers"):
+        nb.from_cli_args("-cell 80 -default_F 1 -detpixels 8".split())
 
 
 def test_close_distance_sets_the_near_distance():
@@ -135,7 +137,8 @@ def test_interpolation_auto_selection():
     ("-default_F 100", "no unit cell"),
     ("-cell 100 100 100 90 90 90 -default_F 1 -pixel 0", "pixel size must be positive"),
     ("-cell 100 100 100 90 90 90 -default_F 1 -roi 10 5 0 3", "-roi"),
-    ("-cell 100 100 100 0 0 180 -default_F 1", "impossible cell"),
+    ("-cell 100 100 100 0 0 180 -default_F 1", "-cell: alpha = 0: the cell angle must be positive"),
+    ("-cell 100 100 100 10 10 170 -default_F 1", "impossible cell"),
     ("-cell 100 100 100 90 90 90 -default_F 1 -pivot sideways", "-pivot"),
 ])
 def test_bad_flags_raise_one_clear_error(argv, needle, tmp_path, monkeypatch):

@@ -346,7 +346,10 @@ def test_read_source_file_golden() -> None:
 
 def test_read_source_file_c_tokeniser(tmp_path: Path) -> None:
     text = "  -10.0  0.0 0.0 1.0 6.2e-10\n\n \t \n1,,2;3:4!5 6 7\nabc 2\n1e-3 -2.5E+2 nan x7 .5\n"
-    src = read_source_file(write_text(tmp_path / "s.txt", text))
+    p = write_text(tmp_path / "s.txt", text)
+    with pytest.raises(InputFileError, match="line 5, column 1: field 1 is not a number: 'abc'"):
+        read_source_file(p)  # strict by default: the C program would read 'abc' as 0
+    src = read_source_file(p, strict=False)
     expected = [
         [-10.0, 0.0, 0.0, 1.0, 6.2e-10],
         [1.0, 2.0, 3.0, 4.0, 5.0],

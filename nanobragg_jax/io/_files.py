@@ -9,7 +9,9 @@ a plain ``open(path, "wb")``, so the result has the usual permissions.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import secrets
 from typing import Union
 
@@ -21,7 +23,8 @@ def atomic_write_bytes(path: PathLike, payload: bytes) -> None:
     dest = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(dest))
     base = os.path.basename(dest)
-    tmp = os.path.join(folder, f".{base}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    # the name is cut so that the temporary fits the file system's name limit whenever ``base`` does
+    tmp = os.path.join(folder, f".{base[:40]}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -64,3 +67,22 @@ def decode_text(path: PathLike, raw: bytes, what: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+# A number as C's atof/strtod reads it *in full*: ASCII decimal with an optional exponent.
+# Python's float() is laxer ("1_0", non-ASCII digits, surrounding blanks) and would turn text
+# the C program reads as 0 (or stops at) into a value; the readers use this pattern instead.
+NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_NON_FINITE_RE = re.compile(r"[+-]?(?:inf(?:inity)?|nan(?:\([0-9A-Za-z_]*\))?)", re.IGNORECASE)
+
+
+def parse_number(token: str) -> float:
+    """``token`` as a finite float, or ValueError("not a number" / "not finite")."""
+    if NUMBER_RE.fullmatch(token):
+        value = float(token)
+        if math.isfinite(value):
+            return value
+        raise ValueError("not finite")  # 1e999: beyond float64
+    if _NON_FINITE_RE.fullmatch(token):
+        raise ValueError("not finite")
+    raise ValueError("not a number")

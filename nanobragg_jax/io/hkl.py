@@ -9,9 +9,14 @@ filled with it (the padding layer stays 0), then the file's values are written i
 (a repeated hkl: the last one wins).
 
 Text format: one reflection per line, ``h k l F`` separated by white space; further columns
-(sigma, phase …) are ignored and blank lines are skipped.  The C program instead reads numbers
-four at a time with ``fscanf``, so extra columns shift its reading (it misreads six-column files)
-and it stops silently at the first token that is not a number; we reject such lines instead.
+(sigma, phase …) are ignored, blank lines and comment lines (first character ``#`` or ``!``)
+are skipped.  The C program instead reads numbers four at a time with ``fscanf``, so extra
+columns shift its reading (it misreads six-column files) and it stops silently at the first token
+that is not a number — at the first comment line, too; we skip comment lines and reject every
+other line that is not ``h k l F``, naming the line and column.  Numbers are what C's ``atof``
+reads in full: ASCII decimal, no ``1_0`` or non-ASCII digits (Python's ``float`` takes those).
+The index ranges are bounded so that the dense grid fits in memory
+(:data:`MAX_GRID_VALUES`).
 
 ``Fdump.bin``: the text line ``"h_min h_max k_min k_max l_min l_max\\n"``, one form feed, then
 the whole padded grid as native-endian float64 in C order (h slowest, l fastest).
@@ -21,15 +26,17 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Union
 
 import numpy as np
 
-from ._files import atomic_write_bytes, decode_text, read_input_bytes
+from ._files import atomic_write_bytes, decode_text, parse_number, read_input_bytes
 from .errors import InputFileError
 
-__all__ = ["HKLData", "read_hkl", "write_fdump", "read_fdump", "hkl_grid_shape"]
+__all__ = ["HKLData", "read_hkl", "write_fdump", "read_fdump", "hkl_grid_shape", "check_grid_size",
+           "MAX_GRID_VALUES"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -90,12 +97,19 @@ def hkl_grid_shape(mins: tuple[int, int, int], maxs: tuple[int, int, int]) -> tu
     return tuple(int(b) - int(a) + 2 for a, b in zip(mins, maxs))  # type: ignore[return-value]
 
 
-def _parse_index(token: str) -> float:
-    """Parse h, k or l; must be a finite number with an integral value ("3", "-2", "3.0")."""
-    value = float(token)
-    if not math.isfinite(value) or value != math.floor(value):
-        raise ValueError(token)
-    return value
+MAX_GRID_VALUES = 2**28
+"""Largest dense structure-factor grid we build (2**28 float64 values = 2 GiB): |h|, |k|, |l|
+up to ±320 together.  Larger spans are almost always a wrong column or a garbled index."""
+
+MAX_INDEX = 10**6
+"""Largest |h|, |k|, |l| accepted on a line (beyond it, the line is named as the culprit)."""
+
+_COMMENT_START = ("#", "!")
+
+
+def _fields_with_columns(line: str) -> list[tuple[str, int]]:
+    """White-space separated fields and their 1-based character columns."""
+    return [(m.group(0), m.start() + 1) for m in re.finditer(r"\S+", line)]
 
 
 def _parse_hkl_lines(path: PathLike, text: str) -> tuple[np.ndarray, np.ndarray]:
@@ -103,32 +117,52 @@ def _parse_hkl_lines(path: PathLike, text: str) -> tuple[np.ndarray, np.ndarray]
     hkl_rows: list[tuple[int, int, int]] = []
     amps: list[float] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue  # blank line
+        fields = _fields_with_columns(line)
+        if not fields or fields[0][0].startswith(_COMMENT_START):
+            continue  # blank or comment line
         if len(fields) < 4:
             raise InputFileError(
                 path, f"line {lineno}: expected 'h k l F', found {len(fields)} field(s)"
             )
+        index = []
+        for name, (token, col) in zip("hkl", fields[:3]):
+            try:
+                value = parse_number(token)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value) or value != math.floor(value):
+                raise InputFileError(
+                    path, f"line {lineno}, column {col}: {name} is not an integer: {token!r}"
+                )
+            if abs(value) > MAX_INDEX:
+                raise InputFileError(
+                    path, f"line {lineno}, column {col}: {name} = {token} is not a plausible "
+                    f"Miller index (|{name}| > {MAX_INDEX})"
+                )
+            index.append(int(value))
+        token, col = fields[3]
         try:
-            h, k, l = (_parse_index(t) for t in fields[:3])
-        except ValueError:
-            raise InputFileError(
-                path, f"line {lineno}: h k l must be integers, got {' '.join(fields[:3])!r}"
-            ) from None
-        try:
-            amp = float(fields[3])
-        except ValueError:
-            raise InputFileError(
-                path, f"line {lineno}: F is not a number: {fields[3]!r}"
-            ) from None
-        if not math.isfinite(amp):
-            raise InputFileError(path, f"line {lineno}: F is not finite: {fields[3]!r}")
-        hkl_rows.append((int(h), int(k), int(l)))
+            amp = parse_number(token)
+        except ValueError as exc:
+            raise InputFileError(path, f"line {lineno}, column {col}: F is {exc}: {token!r}") from None
+        hkl_rows.append((index[0], index[1], index[2]))
         amps.append(amp)
     if not hkl_rows:
         raise InputFileError(path, "no reflections (empty HKL file)")
     return np.asarray(hkl_rows, dtype=np.int64), np.asarray(amps, dtype=np.float64)
+
+
+def check_grid_size(path: PathLike, mins, maxs) -> None:
+    """Refuse index spans whose dense grid would not fit (see :data:`MAX_GRID_VALUES`)."""
+    shape = hkl_grid_shape(tuple(mins), tuple(maxs))
+    n = int(shape[0]) * int(shape[1]) * int(shape[2])
+    if n > MAX_GRID_VALUES:
+        spans = ", ".join(f"{a} {lo}..{hi}" for a, lo, hi in zip("hkl", mins, maxs))
+        raise InputFileError(
+            path, f"the indices span {spans}: a dense grid of {n:.3g} structure factors "
+            f"({8 * n / 2**30:.3g} GiB), more than the {MAX_GRID_VALUES:.3g} allowed; "
+            "is a column or an index wrong?"
+        )
 
 
 def read_hkl(path: PathLike, default_F: float = 0.0) -> HKLData:
@@ -148,6 +182,7 @@ def read_hkl(path: PathLike, default_F: float = 0.0) -> HKLData:
     idx, amps = _parse_hkl_lines(path, text)
     mins = idx.min(axis=0)
     maxs = idx.max(axis=0)
+    check_grid_size(path, mins, maxs)
     shape = hkl_grid_shape(tuple(mins), tuple(maxs))
     grid = np.zeros(shape, dtype=np.float64)
     if default_F != 0.0:
@@ -212,6 +247,7 @@ def read_fdump(path: PathLike) -> HKLData:
     h_min, h_max, k_min, k_max, l_min, l_max = bounds
     if h_max < h_min or k_max < k_min or l_max < l_min:
         raise InputFileError(path, f"Fdump bounds are empty: {bounds}")
+    check_grid_size(path, (h_min, k_min, l_min), (h_max, k_max, l_max))
     shape = hkl_grid_shape((h_min, k_min, l_min), (h_max, k_max, l_max))
     n = shape[0] * shape[1] * shape[2]
     data = raw[newline + 2 :]
@@ -220,6 +256,10 @@ def read_fdump(path: PathLike) -> HKLData:
             path, f"Fdump data truncated: {len(data)} bytes for a grid of {n} doubles"
         )
     grid = np.frombuffer(data, dtype=np.float64, count=n).reshape(shape).copy()
+    if not np.all(np.isfinite(grid)):
+        bad = int(np.count_nonzero(~np.isfinite(grid)))
+        raise InputFileError(path, f"{bad} structure factors are not finite (NaN or Inf): a garbled "
+                             "or foreign Fdump file; delete it or give -hkl")
     return HKLData(
         grid=grid,
         h_min=h_min,

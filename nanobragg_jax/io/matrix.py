@@ -11,11 +11,12 @@ wavelength in Å, i.e. dimensionless; the caller divides by λ.
 from __future__ import annotations
 
 import os
+import re
 from typing import Union
 
 import numpy as np
 
-from ._files import decode_text, read_input_bytes
+from ._files import decode_text, parse_number, read_input_bytes
 from .errors import InputFileError
 
 __all__ = ["read_mosflm_matrix"]
@@ -41,10 +42,20 @@ def read_mosflm_matrix(path: PathLike) -> np.ndarray:
     values = []
     for n, tok in enumerate(tokens[:9], start=1):
         try:
-            v = float(tok)
-        except ValueError:
-            raise InputFileError(path, f"matrix element {n} is not a number: {tok!r}") from None
-        if not np.isfinite(v):
-            raise InputFileError(path, f"matrix element {n} is not finite: {tok!r}")
-        values.append(v)
+            values.append(parse_number(tok))
+        except ValueError as exc:
+            line, col = _line_column(text, tok, n)
+            raise InputFileError(
+                path, f"line {line}, column {col}: matrix element {n} is {exc}: {tok!r}"
+            ) from None
     return np.asarray(values, dtype=np.float64).reshape(3, 3)
+
+
+def _line_column(text: str, token: str, n: int) -> tuple[int, int]:
+    """1-based line and column of the n-th white-space separated token (``token``)."""
+    for k, m in enumerate(re.finditer(r"\S+", text), start=1):
+        if k == n:
+            line = text.count("\n", 0, m.start()) + 1
+            col = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
+            return line, col
+    return 0, 0  # pragma: no cover - n is always within the tokens

@@ -12,8 +12,13 @@ This reproduces the C program's ``read_text_file`` tokeniser, which is looser th
   λ = ``-lambda``);
   columns after the fifth are ignored;
 * when the last field of a line is not a number (``"abc"``, a ``# comment``), skipping it also
-  skips the newline, so the C stores 0.0 — not NaN — in the remaining columns; this is
-  reproduced.
+  skips the newline, so the C stores 0.0 — not NaN — in the remaining columns.
+
+What we do differently, on purpose: every field of the first ``ncols`` must be a number in
+full (ASCII decimal, as C ``atof`` reads all of it) and finite.  The C program reads the word
+``zero`` as 0.0, an explicit ``nan`` as NaN — which the caller would take for "missing" — and
+``1.5abc`` as 1.5; we raise :class:`InputFileError` naming the line and column instead.  Lines
+that are well formed give exactly the C program's values.
 
 Units as in the file (metres for X Y Z, metres for λ); no conversion here.
 
@@ -30,7 +35,7 @@ from typing import Union
 
 import numpy as np
 
-from ._files import decode_text, read_input_bytes
+from ._files import decode_text, parse_number, read_input_bytes
 from .errors import InputFileError
 from .smv import c_atof
 
@@ -80,6 +85,25 @@ def _parse_line(line: str, ncols: int) -> list[float] | None:
     return row
 
 
+def _check_fields(path: PathLike, lineno: int, line: str, ncols: int) -> None:
+    """Every one of the first ``ncols`` fields is a finite number (else InputFileError)."""
+    pos = 0
+    n = len(line)
+    for field_no in range(1, ncols + 1):
+        pos = _span(line, pos, _DELIMITERS + "\r\n")
+        if pos >= n:
+            return
+        end = _cspan(line, pos, _DELIMITERS + "\r\n")
+        token = line[pos:end]
+        try:
+            parse_number(token)
+        except ValueError as exc:
+            raise InputFileError(
+                path, f"line {lineno}, column {pos + 1}: field {field_no} is {exc}: {token!r}"
+            ) from None
+        pos = end
+
+
 def _c_lines(text: str) -> list[str]:
     """Lines as ``fgets`` returns them: split after each ``"\\n"`` only, newline kept."""
     parts = text.split("\n")
@@ -89,15 +113,20 @@ def _c_lines(text: str) -> list[str]:
     return lines
 
 
-def read_text_columns(path: PathLike, ncols: int, c_line_end_quirk: bool = False) -> np.ndarray:
+def read_text_columns(path: PathLike, ncols: int, c_line_end_quirk: bool = False,
+                      what: str = "text file", strict: bool = True) -> np.ndarray:
     """The C ``read_text_file`` for ``ncols`` columns: (lines, ncols) float64, NaN = missing.
 
     Raises:
-        InputFileError: missing/unreadable file, or no data line at all.
+        InputFileError: missing/unreadable file, a field among the first ``ncols`` of a line
+            that is not a finite number (line and column named; only with ``strict``, the
+            default — ``strict=False`` reads every field like the C program), or no data line.
     """
-    text = decode_text(path, read_input_bytes(path, "text file"), "text file")
+    text = decode_text(path, read_input_bytes(path, what), what)
     rows: list[list[float]] = []
-    for line in _c_lines(text):
+    for lineno, line in enumerate(_c_lines(text), start=1):
+        if strict:
+            _check_fields(path, lineno, line, ncols)
         if not c_line_end_quirk:
             # treat CRLF and a missing final newline as an ordinary line end
             if line.endswith("\r\n"):
@@ -112,11 +141,15 @@ def read_text_columns(path: PathLike, ncols: int, c_line_end_quirk: bool = False
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), ncols)
 
 
-def read_source_file(path: PathLike, c_line_end_quirk: bool = False) -> np.ndarray:
+def read_source_file(path: PathLike, c_line_end_quirk: bool = False, strict: bool = True) -> np.ndarray:
     """Sources as an (n, 5) float64 array: X, Y, Z (m), weight, λ (m); NaN where missing.
 
+    Args:
+        strict: refuse fields that are not finite numbers in full (default); False reads them
+            like the C program (``zero`` → 0.0, ``nan`` → NaN = missing, ``1.5abc`` → 1.5).
+
     Raises:
-        InputFileError: missing/unreadable file, or a file without any data line (the C program
-            stops with "reading source definition file" then).
+        InputFileError: missing/unreadable file, a malformed field (``strict``), or a file
+            without any data line (the C program stops with "reading source definition file").
     """
-    return read_text_columns(path, 5, c_line_end_quirk)
+    return read_text_columns(path, 5, c_line_end_quirk, what="source file", strict=strict)
