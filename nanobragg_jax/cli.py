@@ -348,25 +348,10 @@ def _progress_wanted(options: dict, stream: TextIO) -> bool:
 
 def _enable_compilation_cache() -> None:
     """Persist compiled kernels across runs (set NANOBRAGG_JAX_CACHE=0 to disable, or a folder)."""
-    import jax
+    from .simulate import enable_compilation_cache
 
-    choice = os.environ.get("NANOBRAGG_JAX_CACHE", "")
-    if choice.lower() in ("0", "off", "no", "false"):
-        return
     try:
-        if jax.config.jax_compilation_cache_dir:
-            return
-    except AttributeError:
-        pass
-    folder = choice or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                                    "nanobragg-jax")
-    try:
-        os.makedirs(folder, exist_ok=True)
-        if not os.access(folder, os.W_OK):
-            return
-        jax.config.update("jax_compilation_cache_dir", folder)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+        enable_compilation_cache(keep_existing=True)
     except Exception:  # a cache is an optimisation only
         pass
 

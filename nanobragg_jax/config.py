@@ -57,6 +57,9 @@ class Setup:
       point_pixel, curved_detector, nopolar: geometry switches.
       use_dmin, has_water, has_mask, has_thickness: cheap static switches.
       tile_pixels: pixels per tile (memory bound of the kernel), 0 = automatic.
+      odet_given: whether ``Params.odet`` is the detector normal (the C program keeps a
+        unit-length normal from a convention or -odet_vector); otherwise the normal is
+        fdet × sdet and ``Params.odet`` is unused.
     """
 
     spixels: int = 1024
@@ -94,6 +97,7 @@ class Setup:
     has_mask: bool = False
     has_thickness: bool = False
     tile_pixels: int = 0
+    odet_given: bool = False
 
     @property
     def n_subpixels(self) -> int:

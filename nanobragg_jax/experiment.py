@@ -482,6 +482,8 @@ def resolve(st: CState) -> Experiment:
         has_water=st.water_size != 0.0,
         has_mask=st.mask is not None,
         has_thickness=st.detector_thick > 0.0,
+        # the C program keeps odet only if it has unit length (else fdet × sdet)
+        odet_given=math.sqrt(sum(float(x) ** 2 for x in st.odet_vector)) == 1.0,
     )
     # -- host-side geometry for the C program's decisions ----------------------
     with jax.enable_x64(True):

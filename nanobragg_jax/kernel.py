@@ -26,14 +26,21 @@ tile, not the detector.  Two evaluations of the same sum:
   per (layer, sub-pixel, source) "row", then loops over the rows and the
   (φ, domain) matrices in the C program's order whose body is a single fused,
   vectorised pass over the tile's pixels — no sub-path tensor is materialised.
-  F_latt² of the parallelepiped spot uses a polynomial sin(πx) after exact
-  reduction of the argument (XLA's CPU ``sin`` is a scalar library call,
-  ~20 ns; the polynomial vectorises, ~1 ns), with an analytic derivative rule
-  so that reverse mode is one pass too;
+  F_latt² of the parallelepiped spot is ``physics.grating_sqr`` (polynomial
+  sin(πx) after exact reduction, analytic derivative rule), so reverse mode is
+  one pass too;
 * the general path (``sub_paths`` + ``pixel_photons_general``): all sub-paths of a
   tile broadcast as (P, T, n, n, S, Φ, D) arrays, which expresses the
   loop-order semantics (first-index searches, suffix products, the
   interpolation switch) with masks and cumulative products.
+
+Both paths, and the pixel trace (``trace``), are assembled from the same
+pieces: ``geometry.detector.subpixel_rays``, ``scattering_vector``,
+``within_resolution``, ``physics.polarization_factor`` with
+``polarization_used``, ``geometry.detector.capture_fraction`` and
+``solid_angle``, the ``physics`` lattice factors (one grating implementation),
+``structure_factor`` and ``scale_to_photons``; tests/test_kernel_paths.py checks
+that the two paths agree to 1e-12.
 """
 
 from __future__ import annotations
@@ -45,7 +52,6 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 from jax.ad_checkpoint import checkpoint_name as _checkpoint_name
-from jax.custom_derivatives import SymbolicZero
 
 from . import physics
 from .config import Params, Setup
@@ -53,9 +59,6 @@ from .geometry import beam as beam_geo
 from .geometry import crystal as crystal_geo
 from .geometry import detector as det_geo
 from .geometry import vectors as V
-
-WATER_CONSTANT = (physics.WATER_F**2 * physics.R_E_SQR * 1e6 * physics.AVOGADRO
-                  / physics.WATER_MW * 1e-18)  # t in µm: (1e-6 m)³
 
 # General path: sub-path elements per tile; bounds its working memory (~100 B each).
 DEFAULT_TILE_BUDGET = 1 << 18
@@ -101,9 +104,7 @@ def build_context(setup: Setup, params: Params) -> Context:
     src = beam_geo.sources(setup, params)
     lat = crystal_geo.lattice(setup, params)
     real = crystal_geo.rotated_real_vectors(setup, params, lat.real)
-    # I_bg = F_w² r_e² Φ t³ 10⁶ N_A / MW, grouped as (constants)·Φ·t_µm³ so that no
-    # intermediate leaves float32's range whatever order XLA multiplies in.
-    I_bg = WATER_CONSTANT * params.fluence * params.water_size**3
+    I_bg = physics.water_background(params.fluence, params.water_size)
     return Context(
         frame=frame,
         layer_step=det_geo.layer_thickness(setup, params),
@@ -160,6 +161,67 @@ def round_tile(tile: int, n_pixels: int) -> int:
     return -(-tile // TILE_QUANTUM) * TILE_QUANTUM if tile >= TILE_QUANTUM else tile
 
 
+# ---------------------------------------------------------------------------------------------
+# Pieces shared by both paths and the pixel trace
+# ---------------------------------------------------------------------------------------------
+
+
+def scattering_vector(direction: tuple[Array, Array, Array], incident: Array,
+                      wavelength: Array) -> tuple[Array, Array, Array]:
+    """q = (d̂ − î)/λ (1/m) of every sub-pixel ray and source.
+
+    ``direction``: components (T, n, n, P); ``incident`` (S, 3); ``wavelength`` (S,) m.
+    Returns components (T, n, n, S, P).
+    """
+    return tuple((c[..., None, :] - incident[:, i, None]) / wavelength[:, None]
+                 for i, c in enumerate(direction))
+
+
+def sin_theta_over_lambda(q: tuple[Array, Array, Array]) -> Array:
+    """sin θ/λ = |q|/2 (1/m) from the components of q."""
+    return 0.5 * jnp.sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2])
+
+
+def within_resolution(stol: Array, dmin: Array) -> Array:
+    """The C program's ``-dmin`` test: a sub-path counts unless stol > 0 and d_min > 1/(2 stol).
+
+    ``stol`` = sin θ/λ (1/m), ``dmin`` in m.  Only evaluated when ``Setup.use_dmin``.
+    """
+    positive = stol > 0
+    return ~(positive & (dmin > 0.5 / jnp.where(positive, stol, 1.0)))
+
+
+def polarization_rows(ctx: Context, incident: Array, direction: tuple[Array, Array, Array]) -> Array:
+    """``physics.polarization_factor`` for sources (S, 3) and ray components (..., P): (..., S, P)."""
+    d = jnp.stack(direction, axis=-1)[..., None, :, :]  # (..., 1, P, 3)
+    return physics.polarization_factor(ctx.kahn, incident[:, None, :], d, ctx.polar_axis)
+
+
+def first_true_index(mask: Array) -> Array:
+    """Index of the first True along the last axis, or its length if none."""
+    n = mask.shape[-1]
+    idx = jnp.argmax(mask, axis=-1)
+    return jnp.where(jnp.any(mask, axis=-1), idx, n)
+
+
+def polarization_used(setup: Setup, polar: Array, passing: Array | None) -> Array:
+    """The polarisation a pixel is multiplied by (without ``-oversample_polar``), (P,).
+
+    ``polar`` (P, R): the factor at the pixel's (layer, sub-pixel, source) rows in loop
+    order (R may be 1 when ``-dmin`` is off); ``passing`` (P, R): which rows pass
+    ``-dmin``.  The C program keeps the value of the first row that passes (0 if none
+    does) — the first row when there is no ``-dmin`` — and 1 with ``-nopolar``.
+    """
+    if setup.nopolar and not setup.oversample_polar:
+        return jnp.ones(polar.shape[:1], polar.dtype)
+    if not setup.use_dmin:
+        return polar[:, 0]
+    R = polar.shape[1]
+    idx = first_true_index(passing)
+    got = jnp.take_along_axis(polar, jnp.minimum(idx, R - 1)[:, None], 1)[:, 0]
+    return jnp.where(idx < R, got, 0.0)
+
+
 class SubPaths(NamedTuple):
     """Per-sub-path quantities of a tile (P pixels, K sub-paths in loop order)."""
 
@@ -171,44 +233,82 @@ class SubPaths(NamedTuple):
     capture: Array  # (P, T, n, n)
     polar: Array  # (P, T, n, n, S)
     pass_dmin: Array  # (P, T, n, n, S)
+    position: Array  # (P, T, n, n, 3) m
+    airpath: Array  # (P, T, n, n) m
+    direction: Array  # (P, T, n, n, 3)
+    q: Array  # (P, T, n, n, S, 3) 1/m
+    stol: Array  # (P, T, n, n, S) 1/m
+
+
+def _pixels_first(x: Array) -> Array:
+    """Move the trailing pixel axis of a (T, n, n, [S,] P) array to the front."""
+    return jnp.moveaxis(x, -1, 0)
 
 
 def sub_paths(setup: Setup, ctx: Context, spixel: Array, fpixel: Array) -> SubPaths:
-    """Geometry and lattice factor of every sub-path of the pixels (spixel, fpixel)."""
+    """Geometry and lattice factor of every sub-path of the pixels (spixel, fpixel) (1-D)."""
     frame = ctx.frame
-    pos = det_geo.subpixel_positions(setup, frame, spixel, fpixel, ctx.layer_step)
-    airpath = jnp.sqrt(jnp.sum(pos * pos, axis=-1))  # (P,T,n,n)
-    d = pos / airpath[..., None]
+    rays = det_geo.subpixel_rays(setup, frame, spixel, fpixel, ctx.layer_step)
+    pos = det_geo.pixels_first(rays.position, 1)
+    d = det_geo.pixels_first(rays.direction, 1)  # (P,T,n,n,3)
+    airpath = _pixels_first(rays.airpath)  # (P,T,n,n)
     omega = det_geo.solid_angle(setup, frame, airpath)
     capture = det_geo.capture_fraction(setup, ctx.mu, d, frame.odet, ctx.layer_step)
     inc = ctx.incident  # (S,3)
-    q = (d[..., None, :] - inc) / ctx.wavelength[:, None]  # (P,T,n,n,S,3)
+    qc = scattering_vector(rays.direction, inc, ctx.wavelength)  # 3 × (T,n,n,S,P)
+    q = jnp.moveaxis(jnp.stack(qc, axis=-1), -2, 0)  # (P,T,n,n,S,3)
+    stol = _pixels_first(sin_theta_over_lambda(qc))  # (P,T,n,n,S)
     if setup.use_dmin:
-        stol = 0.5 * jnp.sqrt(jnp.sum(q * q, axis=-1))
-        cut = (stol > 0) & (ctx.dmin > 0.5 / jnp.where(stol > 0, stol, 1.0))
-        pass_dmin = ~cut
+        pass_dmin = within_resolution(stol, ctx.dmin)
     else:
-        pass_dmin = jnp.ones(q.shape[:-1], bool)
+        pass_dmin = jnp.ones(stol.shape, bool)
     if setup.nopolar and not setup.oversample_polar:
-        polar = jnp.ones(q.shape[:-1], q.dtype)
+        polar = jnp.ones(stol.shape, stol.dtype)
     else:
-        polar = physics.polarization_factor(ctx.kahn, inc, d[..., None, :], ctx.polar_axis)
-    A = ctx.real  # (Φ, D, 3, 3)
+        polar = _pixels_first(polarization_rows(ctx, inc, rays.direction))
     qe = q[..., None, None, None, :]  # (P,T,n,n,S,1,1,1,3)
-    hkl = jnp.sum(qe * A, axis=-1)  # (P,T,n,n,S,Φ,D,3)
+    hkl = V.dot(qe, ctx.real)  # (P,T,n,n,S,Φ,D,3): h_i = q·a_i
     F_latt = physics.lattice_factor(setup.shape, hkl, ctx.recip, ctx.N, ctx.fudge)
     valid = pass_dmin[..., None, None]
     if not setup.has_water:
         valid = valid & (F_latt != 0.0)
     valid = jnp.broadcast_to(valid, F_latt.shape)
-    return SubPaths(F_latt.shape, hkl, F_latt, valid, omega, capture, polar, pass_dmin)
+    return SubPaths(F_latt.shape, hkl, F_latt, valid, omega, capture, polar, pass_dmin,
+                    pos, airpath, d, q, stol)
 
 
-def first_true_index(mask: Array) -> Array:
-    """Index of the first True along the last axis, or its length if none."""
-    n = mask.shape[-1]
-    idx = jnp.argmax(mask, axis=-1)
-    return jnp.where(jnp.any(mask, axis=-1), idx, n)
+def pixel_factors(setup: Setup, sp: SubPaths) -> tuple[Array, Array, Array]:
+    """(capture, polarisation, Ω) that multiply each pixel's running sum, each (P,).
+
+    As in the C program: Ω at the first sub-pixel, the capture fraction at the first
+    sub-pixel of the last layer, the polarisation of ``polarization_used``.  (With
+    ``-oversample_thick/_polar/_omega`` that factor is applied per sub-path instead.)
+    """
+    P = sp.polar.shape[0]
+    polar = polarization_used(setup, sp.polar.reshape(P, -1), sp.pass_dmin.reshape(P, -1))
+    return sp.capture[:, -1, 0, 0], polar, sp.omega[:, 0, 0, 0]
+
+
+def structure_factor(setup: Setup, ctx: Context, hkl: Array, linear_index: Array,
+                     trigger: tuple[Array, Array]) -> tuple[Array, Array]:
+    """F_cell of every sub-path (P, T, n, n, S, Φ, D), and whether it was interpolated.
+
+    Nearest grid point (``default_F`` outside the grid), or — with ``-interpolate`` —
+    tricubic interpolation for every sub-path before ``trigger`` = (raster index of the
+    pixel, sub-path index) at which the C program turns interpolation off for the rest
+    of the image.  ``linear_index`` (P,) is each pixel's raster index in the ROI.
+    """
+    F_near = physics.structure_factor_nearest(hkl, ctx.F_grid, setup.hkl_min, setup.hkl_max,
+                                              ctx.default_F, setup.has_hkl)
+    if not setup.interpolate:
+        return F_near, jnp.zeros(F_near.shape, bool)
+    F_tri = physics.structure_factor_tricubic(hkl, ctx.F_grid, setup.hkl_min)
+    trig_pixel, trig_sub = trigger
+    sub_shape = hkl.shape[1:-1]
+    k = jnp.arange(math.prod(sub_shape)).reshape(sub_shape)
+    o = linear_index.reshape((-1,) + (1,) * len(sub_shape))
+    before = (o < trig_pixel) | ((o == trig_pixel) & (k < trig_sub))
+    return jnp.where(before, F_tri, F_near), before
 
 
 def interpolation_trigger(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
@@ -246,6 +346,20 @@ def running_sum(setup: Setup, ctx: Context, sp: SubPaths, term: Array) -> Array:
     return ctx.I_bg + jnp.sum(term.reshape(P, K), axis=-1)
 
 
+def scale_to_photons(setup: Setup, ctx: Context, I: Array, capture: Array, polar: Array,
+                     omega: Array) -> Array:
+    """photons = r_e² Φ I/steps × capture × polarisation × Ω (factors applied per sub-path
+    with ``-oversample_thick/_polar/_omega`` are skipped here)."""
+    photons = ctx.photon_scale * I
+    if not setup.oversample_thick:
+        photons = photons * capture
+    if not setup.oversample_polar:
+        photons = photons * polar
+    if not setup.oversample_omega:
+        photons = photons * omega
+    return photons
+
+
 def pixel_photons(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
                   linear_index: Array, trigger: tuple[Array, Array]) -> Array:
     """Photons in each pixel of a tile (mask not applied).
@@ -263,230 +377,15 @@ def pixel_photons_general(setup: Setup, ctx: Context, spixel: Array, fpixel: Arr
                           linear_index: Array, trigger: tuple[Array, Array]) -> Array:
     """``pixel_photons`` by broadcasting every sub-path of the tile (any setup)."""
     sp = sub_paths(setup, ctx, spixel, fpixel)
-    P = spixel.shape[0]
-    K = sp.F_latt[0].size
-    F_near = physics.structure_factor_nearest(sp.hkl, ctx.F_grid, setup.hkl_min, setup.hkl_max,
-                                              ctx.default_F, setup.has_hkl)
-    if setup.interpolate:
-        F_tri = physics.structure_factor_tricubic(sp.hkl, ctx.F_grid, setup.hkl_min)
-        trig_pixel, trig_sub = trigger
-        k = jnp.arange(K).reshape(sp.F_latt.shape[1:])
-        before = (linear_index.reshape((P,) + (1,) * (k.ndim)) < trig_pixel) | (
-            (linear_index.reshape((P,) + (1,) * (k.ndim)) == trig_pixel) & (k < trig_sub))
-        F_cell = jnp.where(before, F_tri, F_near)
-    else:
-        F_cell = F_near
-    term = F_cell * F_cell * sp.F_latt * sp.F_latt
-    term = jnp.where(sp.valid, term, 0.0)
-
-    omega_first = sp.omega[:, 0, 0, 0]
-    capture_last = sp.capture[:, -1, 0, 0]
-    if setup.nopolar and not setup.oversample_polar:
-        polar_first = jnp.ones_like(omega_first)
-    elif setup.use_dmin:
-        flat_ok = sp.pass_dmin.reshape(P, -1)
-        idx = first_true_index(flat_ok)
-        flat_polar = sp.polar.reshape(P, -1)
-        got = jnp.take_along_axis(flat_polar, jnp.minimum(idx, flat_polar.shape[1] - 1)[:, None], 1)[:, 0]
-        polar_first = jnp.where(idx < flat_polar.shape[1], got, 0.0)
-    else:
-        polar_first = sp.polar[:, 0, 0, 0, 0]
-
+    F_cell, _ = structure_factor(setup, ctx, sp.hkl, linear_index, trigger)
+    term = jnp.where(sp.valid, F_cell * F_cell * sp.F_latt * sp.F_latt, 0.0)
     I = running_sum(setup, ctx, sp, term)
-
-    photons = ctx.photon_scale * I
-    if not setup.oversample_thick:
-        photons = photons * capture_last
-    if not setup.oversample_polar:
-        photons = photons * polar_first
-    if not setup.oversample_omega:
-        photons = photons * omega_first
-    return photons
+    return scale_to_photons(setup, ctx, I, *pixel_factors(setup, sp))
 
 
 # ---------------------------------------------------------------------------------------------
 # Fast path
 # ---------------------------------------------------------------------------------------------
-
-# Taylor coefficients of sin(πr) = Σ c_i r^(2i+1); on |r| ≤ ½ the truncation error
-# of 7 terms is 6e-10 (float32 rounding is 6e-8), of 11 terms 3e-16.
-_SINPI_TERMS = {4: 7, 8: 11}
-# The grating's series threshold (|πδ|·max(|N|, 1) below it): the same as physics'.
-_GRATING_SERIES = getattr(physics, "_GRATING_SERIES", 1e-3)
-
-
-def _taylor_coefficients(n_terms: int, odd: bool) -> list[float]:
-    """Coefficients of sin(πr) = Σ c_i r^(2i+1) (odd) or cos(πr) = Σ c_i r^(2i)."""
-    out = []
-    for i in range(n_terms):
-        n = 2 * i + 1 if odd else 2 * i
-        out.append((-1.0) ** i * math.pi ** n / math.factorial(n))
-    return out
-
-
-def _horner(r2: Array, coeffs: list[float]) -> Array:
-    p = coeffs[-1]
-    for c in reversed(coeffs[:-1]):
-        p = p * r2 + c
-    return p
-
-
-def _n_terms(x: Array) -> int:
-    return _SINPI_TERMS.get(jnp.dtype(x.dtype).itemsize, 11)
-
-
-def sinpi_reduced(r: Array) -> Array:
-    """sin(πr) for |r| ≤ ½ by its Taylor polynomial (plain arithmetic: vectorises).
-
-    Accurate to the rounding of r's dtype.
-    """
-    return r * _horner(r * r, _taylor_coefficients(_n_terms(r), odd=True))
-
-
-def cospi_reduced(r: Array) -> Array:
-    """cos(πr) for |r| ≤ ½ by its Taylor polynomial."""
-    return _horner(r * r, _taylor_coefficients(_n_terms(r), odd=False))
-
-
-def _grating_parts(x: Array, N: Array, want_x: bool = False, want_N: bool = False):
-    """g = |sin(πNx)/sin(πx)| up to a common sign, and ∂g/∂x, ∂g/∂N with the same sign.
-
-    Both sines are evaluated at exactly reduced arguments (δ = x − round(x) and
-    Nδ − round(Nδ)); the sign (−1)^{k(N−1)} they drop multiplies g and its
-    derivatives alike, so g², g·∂g are exact.  Where |πδ|·max(|N|, 1) < 1e-3 the
-    Taylor series N[1 − (N²−1)u²/6 + (N²−1)(3N²−7)u⁴/360] (u = πδ) is used, as in
-    ``physics.sincg``, with its own derivatives.  Derivatives not asked for are None.
-    """
-    d = x - jnp.round(x)
-    nd = N * d
-    r = nd - jnp.round(nd)
-    sd = sinpi_reduced(d)
-    sn = sinpi_reduced(r)
-    u = jnp.pi * d
-    small = jnp.abs(u) * jnp.maximum(jnp.abs(N), 1.0) < _GRATING_SERIES
-    sd_safe = jnp.where(small, 1.0, sd)
-    us = jnp.where(small, u, 0.0)
-    u2 = us * us
-    n2 = N * N
-    n2m1 = n2 - 1.0
-    g = jnp.where(small, N * (1.0 - n2m1 * u2 / 6.0 + n2m1 * (3.0 * n2 - 7.0) * u2 * u2 / 360.0),
-                  sn / sd_safe)
-    gx = gN = None
-    if want_x or want_N:
-        cn = cospi_reduced(r)
-    # Regular branch: ∂/∂x sin(πNδ)/sin(πδ) = π(N cos(πNδ) − g cos(πδ))/sin(πδ),
-    # ∂/∂N = πδ cos(πNδ)/sin(πδ).  Series branch: derivatives of the series.
-    if want_x:
-        gx_reg = jnp.pi * (N * cn - g * cospi_reduced(d)) / sd_safe
-        gx_ser = jnp.pi * N * us * (-n2m1 / 3.0 + n2m1 * (3.0 * n2 - 7.0) * u2 / 90.0)
-        gx = jnp.where(small, gx_ser, gx_reg)
-    if want_N:
-        gN_reg = jnp.pi * d * cn / sd_safe
-        gN_ser = 1.0 - (3.0 * n2 - 1.0) * u2 / 6.0 + (15.0 * n2 * n2 - 30.0 * n2 + 7.0) * u2 * u2 / 360.0
-        gN = jnp.where(small, gN_ser, gN_reg)
-    return g, gx, gN
-
-
-@jax.custom_jvp
-def grating_sqr(x: Array, N: Array) -> Array:
-    """(sin(πNx)/sin(πx))², the square of one axis of the parallelepiped F_latt.
-
-    Same function as ``physics.sincg(πx, N)²`` (the sign drops out of the square),
-    from polynomial sines.  Its derivative rule is analytic (one expression with
-    the value, instead of the derivative of every Horner step) and computes only
-    the partials asked for (symbolic zeros); forward mode and higher orders work
-    as usual.
-    """
-    g, _, _ = _grating_parts(x, N)
-    return g * g
-
-
-def _grating_sqr_jvp(primals, tangents):
-    x, N = primals
-    x_dot, N_dot = tangents
-    want_x = not isinstance(x_dot, SymbolicZero)
-    want_N = not isinstance(N_dot, SymbolicZero)
-    g, gx, gN = _grating_parts(x, N, want_x, want_N)
-    slope = 0.0
-    if want_x:
-        slope = gx * x_dot
-    if want_N:
-        slope = slope + gN * N_dot
-    out = g * g
-    return out, jnp.broadcast_to(2.0 * g * slope, out.shape).astype(out.dtype)
-
-
-grating_sqr.defjvp(_grating_sqr_jvp, symbolic_zeros=True)
-
-
-def _lattice_factor_sqr(setup: Setup, ctx: Context, h: Array, k: Array, l: Array) -> Array:
-    """F_latt² of one sub-path from its Miller indices (separate arrays, no trailing 3-axis)."""
-    if setup.shape == "SQUARE":
-        N = ctx.N.astype(h.dtype)
-        return grating_sqr(h, N[0]) * grating_sqr(k, N[1]) * grating_sqr(l, N[2])
-    F = physics.lattice_factor(setup.shape, jnp.stack([h, k, l], axis=-1), ctx.recip, ctx.N,
-                               ctx.fudge)
-    return F * F
-
-
-def _subpixel_directions(setup: Setup, ctx: Context, spixel: Array, fpixel: Array):
-    """Unit diffracted directions (3 arrays) and air paths, each (T, n, n, P).
-
-    The same points as ``geometry.detector.subpixel_positions`` (pix0 + Fdet·fdet
-    + Sdet·sdet + Odet·odet), laid out with the pixel axis last and the three
-    components as separate arrays so that every later step is a plain
-    elementwise loop over pixels.
-    """
-    frame = ctx.frame
-    dtype = frame.pix0.dtype
-    n = setup.oversample
-    sub = frame.pixel_size / n
-    ticks = jnp.arange(n, dtype=dtype)[:, None]
-    Fdet = sub * (fpixel.astype(dtype)[None, :] * n + ticks) + sub / 2.0  # (n, P)
-    Sdet = sub * (spixel.astype(dtype)[None, :] * n + ticks) + sub / 2.0
-    Odet = jnp.arange(setup.thicksteps, dtype=dtype) * ctx.layer_step  # (T,)
-    pos = [
-        frame.pix0[c]
-        + Fdet[None, None, :, :] * frame.fdet[c]
-        + Sdet[None, :, None, :] * frame.sdet[c]
-        + Odet[:, None, None, None] * frame.odet[c]
-        for c in range(3)
-    ]
-    if setup.curved_detector:
-        curved = det_geo.curve_onto_sphere(frame, jnp.stack(pos, axis=-1))
-        pos = [curved[..., c] for c in range(3)]
-    airpath = jnp.sqrt(pos[0] * pos[0] + pos[1] * pos[1] + pos[2] * pos[2])
-    return [p / airpath for p in pos], airpath
-
-
-def _polarization(ctx: Context, inc: Array, d: list) -> Array:
-    """``physics.polarization_factor`` for sources inc (S, 3) and diffracted components
-    d (3 arrays of shape (..., P)): shape (..., S, P).
-
-    Written with explicit component sums: XLA:CPU turns a multiply-and-reduce over
-    a trailing axis of 3 into a YNNPACK fusion, which in float32 was seen to
-    return results wrong by ~0.3 % (jaxlib 0.10.2); plain arithmetic avoids it.
-    """
-    B_in = V.unitize(V.cross(ctx.polar_axis, inc))
-    E_in = V.unitize(V.cross(inc, B_in))
-
-    def proj(v):
-        return (v[:, 0, None] * d[0][..., None, :] + v[:, 1, None] * d[1][..., None, :]
-                + v[:, 2, None] * d[2][..., None, :])
-
-    cos2t, E_out, B_out = proj(inc), proj(E_in), proj(B_in)
-    return 0.5 * (1.0 + cos2t * cos2t - ctx.kahn * (E_out * E_out - B_out * B_out))
-
-
-def _capture_last_layer(setup: Setup, ctx: Context, d: list) -> Array:
-    """``geometry.detector.capture_fraction`` of the last layer for directions d (3 × (P,))."""
-    if not setup.has_thickness:
-        return jnp.ones_like(d[0])
-    odet = ctx.frame.odet
-    parallax = d[0] * odet[0] + d[1] * odet[1] + d[2] * odet[2]
-    t = float(setup.thicksteps - 1)
-    return (jnp.exp(-t * ctx.layer_step * ctx.mu / parallax)
-            - jnp.exp(-(t + 1) * ctx.layer_step * ctx.mu / parallax))
 
 
 def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array) -> Array:
@@ -497,32 +396,27 @@ def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array)
     passes ``-dmin``; then I = I_bg + Σ_k F_cell²·F_latt² over the sub-paths k in
     the C program's loop order (summed per row, then over rows).
     """
-    dtype = ctx.frame.pix0.dtype
+    frame = ctx.frame
+    dtype = frame.pix0.dtype
     P = spixel.shape[0]
-    d, airpath = _subpixel_directions(setup, ctx, spixel, fpixel)  # 3 × (T, n, n, P)
-    omega_first = det_geo.solid_angle(setup, ctx.frame, airpath[0, 0, 0])
-    capture_last = _capture_last_layer(setup, ctx, [c[-1, 0, 0] for c in d])
+    rays = det_geo.subpixel_rays(setup, frame, spixel, fpixel, ctx.layer_step)
+    d = rays.direction  # 3 × (T, n, n, P)
+    omega_first = det_geo.solid_angle(setup, frame, rays.airpath[0, 0, 0])
+    capture_last = det_geo.capture_fraction(setup, ctx.mu, jnp.stack([c[-1, 0, 0] for c in d], -1),
+                                            frame.odet, ctx.layer_step, layer=setup.thicksteps - 1)
 
-    inc, lam = ctx.incident, ctx.wavelength  # (S, 3), (S,)
-    q = [(c[..., None, :] - inc[:, i, None]) / lam[:, None] for i, c in enumerate(d)]  # (T,n,n,S,P)
+    inc = ctx.incident  # (S, 3)
+    q = scattering_vector(d, inc, ctx.wavelength)  # 3 × (T,n,n,S,P)
     rows = q[0].size // P
     q = [c.reshape(rows, P) for c in q]
     if setup.use_dmin:
-        stol = 0.5 * jnp.sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2])
-        cut = (stol > 0) & (ctx.dmin > 0.5 / jnp.where(stol > 0, stol, 1.0))
-        pass_dmin = ~cut  # (rows, P)
+        pass_dmin = within_resolution(sin_theta_over_lambda(q), ctx.dmin)  # (rows, P)
+        polar = polarization_rows(ctx, inc, d).reshape(rows, P)
+        polar_first = polarization_used(setup, polar.T, pass_dmin.T)
     else:
         pass_dmin = None
-
-    if setup.nopolar:
-        polar_first = jnp.ones_like(omega_first)
-    elif setup.use_dmin:
-        polar = _polarization(ctx, inc, d).reshape(rows, P)
-        idx = first_true_index(pass_dmin.T)
-        got = jnp.take_along_axis(polar.T, jnp.minimum(idx, rows - 1)[:, None], 1)[:, 0]
-        polar_first = jnp.where(idx < rows, got, 0.0)
-    else:
-        polar_first = _polarization(ctx, inc[:1], [c[0, 0, 0] for c in d])[0]
+        polar = polarization_rows(ctx, inc[:1], [c[0, 0, 0] for c in d])  # (1, P)
+        polar_first = polarization_used(setup, polar.T, None)
 
     A = ctx.real.reshape(-1, 9).astype(dtype)  # (Φ·D, 9): rows a, b, c of each (φ, domain)
     n_mats = A.shape[0]
@@ -531,7 +425,7 @@ def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array)
         h = qx * a[0] + qy * a[1] + qz * a[2]
         k = qx * a[3] + qy * a[4] + qz * a[5]
         l = qx * a[6] + qy * a[7] + qz * a[8]
-        t = _lattice_factor_sqr(setup, ctx, h, k, l)
+        t = physics.lattice_factor_sqr(setup.shape, h, k, l, ctx.recip, ctx.N, ctx.fudge)
         if setup.has_hkl:
             F = physics.structure_factor_nearest(jnp.stack([h, k, l], axis=-1), ctx.F_grid,
                                                  setup.hkl_min, setup.hkl_max, ctx.default_F, True)
@@ -573,7 +467,4 @@ def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array)
     if not setup.has_hkl:
         total = ctx.default_F * ctx.default_F * total
     I = ctx.I_bg + total
-    photons = ctx.photon_scale * I
-    photons = photons * capture_last
-    photons = photons * polar_first
-    return photons * omega_first
+    return scale_to_photons(setup, ctx, I, capture_last, polar_first, omega_first)

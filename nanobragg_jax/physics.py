@@ -10,10 +10,15 @@ too; for integer N every value is the C program's.  See docs/refinement.md.
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple, Optional
+
+import jax
 import jax.numpy as jnp
 from jax import Array
+from jax.custom_derivatives import SymbolicZero
 
-from .geometry.vectors import unitize
+from .geometry.vectors import cross, dot, unitize
 
 # Classical electron radius squared (m²), as the C program fixes it.
 R_E_SQR = 7.94079248018965e-30
@@ -24,54 +29,175 @@ ROUND_XTAL_SCALE = 0.723601254558268  # sphere/cube volume-ratio correction
 GAUSS_XTAL_WIDTH = 0.63
 TOPHAT_RADIUS_SQR = 0.3969
 
-# |N·u| below which sin(N u)/sin(u) is evaluated by its Taylor series (relative
-# truncation error ~ (N u)^6/5040 ≈ 2e-22: the series and the ratio agree to rounding).
+# |πδ|·max(|N|, 1) below which sin(πNδ)/sin(πδ) is evaluated by its Taylor series
+# (relative truncation error ~ (Nπδ)^6/5040 ≈ 2e-22: the series and the ratio agree to
+# rounding).
 _GRATING_SERIES = 1e-3
+# Taylor terms of sin(πr) on |r| ≤ ½ per dtype size: the truncation error of 7 terms is
+# 6e-10 (float32 rounding is 6e-8), of 11 terms 3e-16.
+_SINPI_TERMS = {4: 7, 8: 11}
 # x² below which sinc3 is evaluated by its Taylor series (truncation ~ x^8/1e6 ≈ 1e-14;
 # the closed form loses ~1e-16/x² to cancellation there).
 _SINC3_SERIES_SQR = 1e-2
 
 
-def _grating(u: Array, N: Array) -> Array:
-    """sin(N u)/sin(u) for |u| ≤ π/2: smooth (all orders) through u = 0.
+def _taylor_coefficients(n_terms: int, odd: bool) -> list[float]:
+    """Coefficients of sin(πr) = Σ c_i r^(2i+1) (odd) or cos(πr) = Σ c_i r^(2i)."""
+    out = []
+    for i in range(n_terms):
+        n = 2 * i + 1 if odd else 2 * i
+        out.append((-1.0) ** i * math.pi ** n / math.factorial(n))
+    return out
 
-    Near u = 0 the 0/0 ratio is replaced by its series
-    N [1 − (N²−1)u²/6 + (N²−1)(3N²−7)u⁴/360], so first *and second*
-    derivatives in u and N are exact there (∂/∂N = 1 and ∂²/∂u² = −N(N²−1)/3
-    at u = 0), which a plain ``where(u == 0, N, ratio)`` would not give.
+
+def _horner(r2: Array, coeffs: list[float]) -> Array:
+    p = coeffs[-1]
+    for c in reversed(coeffs[:-1]):
+        p = p * r2 + c
+    return p
+
+
+def _n_terms(x: Array) -> int:
+    return _SINPI_TERMS.get(jnp.dtype(x.dtype).itemsize, 11)
+
+
+def sinpi_reduced(r: Array) -> Array:
+    """sin(πr) for |r| ≤ ½ by its Taylor polynomial, accurate to the rounding of r's dtype.
+
+    Plain arithmetic, so it vectorises: XLA's CPU ``sin`` is a scalar library call
+    (~20 ns an element), the polynomial ~1 ns.
     """
+    return r * _horner(r * r, _taylor_coefficients(_n_terms(r), odd=True))
+
+
+def cospi_reduced(r: Array) -> Array:
+    """cos(πr) for |r| ≤ ½ by its Taylor polynomial."""
+    return _horner(r * r, _taylor_coefficients(_n_terms(r), odd=False))
+
+
+class _GratingParts(NamedTuple):
+    g: Array  # sin(πNδ)/sin(πδ) with both sines reduced: (−1)^j times the grating
+    dg_dh: Optional[Array]
+    dg_dN: Optional[Array]
+    m: Array  # round(h): h = m + δ
+    j: Array  # round(Nδ): Nδ = j + r
+
+
+def _grating_parts(h: Array, N: Array, want_h: bool = False, want_N: bool = False) -> _GratingParts:
+    """The grating of ``grating`` up to its sign, with ∂/∂h, ∂/∂N carrying the same sign.
+
+    Both sines are evaluated at exactly reduced arguments: δ = h − m (m = round(h)) and
+    r = Nδ − j (j = round(Nδ)), so g = sin(πr)/sin(πδ) is accurate at any h; the sign
+    (−1)^{m(N−1)+j} it drops multiplies g and its derivatives alike.  Where
+    |πδ|·max(|N|, 1) < 1e-3 the 0/0 ratio is replaced by its series in u = πδ,
+    N[1 − (N²−1)u²/6 + (N²−1)(3N²−7)u⁴/360], with the series' own derivatives, so
+    first and second derivatives are exact at integer h (∂g/∂N = 1 and
+    ∂²g/∂h² = −π²N(N²−1)/3 there).  Derivatives not asked for are None.
+    """
+    m = jnp.round(h)
+    d = h - m
+    nd = N * d
+    j = jnp.round(nd)
+    r = nd - j
+    sd = sinpi_reduced(d)
+    sn = sinpi_reduced(r)
+    u = jnp.pi * d
     small = jnp.abs(u) * jnp.maximum(jnp.abs(N), 1.0) < _GRATING_SERIES
-    us = jnp.where(small, 1.0, u)
-    regular = jnp.sin(N * us) / jnp.sin(us)
-    u2 = jnp.where(small, u, 0.0) ** 2
-    n2m1 = N * N - 1.0
-    series = N * (1.0 - n2m1 * u2 / 6.0 + n2m1 * (3.0 * N * N - 7.0) * u2 * u2 / 360.0)
-    return jnp.where(small, series, regular)
+    sd_safe = jnp.where(small, 1.0, sd)
+    us = jnp.where(small, u, 0.0)
+    u2 = us * us
+    n2 = N * N
+    n2m1 = n2 - 1.0
+    g = jnp.where(small, N * (1.0 - n2m1 * u2 / 6.0 + n2m1 * (3.0 * n2 - 7.0) * u2 * u2 / 360.0),
+                  sn / sd_safe)
+    gh = gN = None
+    if want_h or want_N:
+        cn = cospi_reduced(r)
+    # Regular branch: ∂/∂h sin(πNδ)/sin(πδ) = π(N cos(πNδ) − g cos(πδ))/sin(πδ),
+    # ∂/∂N = πδ cos(πNδ)/sin(πδ).  Series branch: derivatives of the series.
+    if want_h:
+        gh_reg = jnp.pi * (N * cn - g * cospi_reduced(d)) / sd_safe
+        gh_ser = jnp.pi * N * us * (-n2m1 / 3.0 + n2m1 * (3.0 * n2 - 7.0) * u2 / 90.0)
+        gh = jnp.where(small, gh_ser, gh_reg)
+    if want_N:
+        gN_reg = jnp.pi * d * cn / sd_safe
+        gN_ser = 1.0 - (3.0 * n2 - 1.0) * u2 / 6.0 + (15.0 * n2 * n2 - 30.0 * n2 + 7.0) * u2 * u2 / 360.0
+        gN = jnp.where(small, gN_ser, gN_reg)
+    return _GratingParts(g, gh, gN, m, j)
+
+
+def _wants(tangents) -> tuple[bool, ...]:
+    return tuple(not isinstance(t, SymbolicZero) for t in tangents)
+
+
+def _grating_sign(parts: _GratingParts, N: Array) -> Array:
+    """(−1)^{m(N'−1)+j}, N' the nearest integer to N: turns ``_grating_parts``' g into the grating.
+
+    Piecewise constant (zero gradient); it never changes F_latt², only the sign that the
+    trace prints, which then matches the C program's.
+    """
+    odd = jnp.mod(parts.m * (jnp.round(N) - 1.0) + parts.j, 2.0) != 0.0
+    return jnp.where(odd, -1.0, 1.0).astype(parts.g.dtype)
+
+
+@jax.custom_jvp
+def grating(h: Array, N: Array) -> Array:
+    """The grating function sin(πNh)/sin(πh): the 1-D lattice transform of N unit cells.
+
+    h is a fractional Miller index (dimensionless).  For integer N it is the C program's
+    ``sincg(πh, N)`` (up to rounding, and more accurate at large h); it is finite with
+    exact derivatives at integer h (the 0/0 points) and periodic in h for any N.  For
+    non-integer N the C formula has poles at h = k ≠ 0 (its N-gradient is infinite at
+    every Bragg peak but the origin); the periodic continuation (−1)^{k(N'−1)}·
+    sin(πNδ)/sin(πδ), δ = h − k, used here keeps the peak height N and width 1/N, so N is
+    a smooth crystal size.  The derivative rule is analytic (see ``_grating_parts``).
+    """
+    parts = _grating_parts(h, N)
+    return _grating_sign(parts, N) * parts.g
+
+
+@grating.defjvp
+def _grating_jvp(primals, tangents):
+    h, N = primals
+    h_dot, N_dot = tangents
+    parts = _grating_parts(h, N, True, True)
+    sign = _grating_sign(parts, N)
+    out = sign * parts.g
+    return out, sign * (parts.dg_dh * h_dot + parts.dg_dN * N_dot)
+
+
+@jax.custom_jvp
+def grating_sqr(h: Array, N: Array) -> Array:
+    """(sin(πNh)/sin(πh))², the square of ``grating`` (one axis of the parallelepiped F_latt²).
+
+    The sign drops out of the square, so it is not formed.  The derivative rule is
+    analytic (one expression with the value, instead of the derivative of every Horner
+    step) and computes only the partials asked for (symbolic zeros): reverse mode of the
+    image is one pass; forward mode and higher orders work as usual.
+    """
+    g = _grating_parts(h, N).g
+    return g * g
+
+
+def _grating_sqr_jvp(primals, tangents):
+    h, N = primals
+    want_h, want_N = _wants(tangents)
+    parts = _grating_parts(h, N, want_h, want_N)
+    slope = 0.0
+    if want_h:
+        slope = parts.dg_dh * tangents[0]
+    if want_N:
+        slope = slope + parts.dg_dN * tangents[1]
+    out = parts.g * parts.g
+    return out, jnp.broadcast_to(2.0 * parts.g * slope, out.shape).astype(out.dtype)
+
+
+grating_sqr.defjvp(_grating_sqr_jvp, symbolic_zeros=True)
 
 
 def sincg(x: Array, N: Array) -> Array:
-    """Grating function sin(N x)/sin(x) (the 1-D transform of N unit cells).
-
-    Evaluated as (−1)^{k(N−1)} sin(N u)/sin(u) with x = kπ + u, |u| ≤ π/2: the
-    same value for integer N (the C program's ``sincg``), finite with exact
-    derivatives at x = kπ (the 0/0 points), and periodic in x for any N.
-    For non-integer N the C formula has poles at x = kπ, k ≠ 0 (its N-gradient
-    is infinite at every Bragg peak but the origin); the periodic continuation
-    used here keeps the peak height N and width 1/N, so N is a smooth crystal
-    size.  See ``lattice_factor_square``.
-    """
-    k = jnp.ceil(x / jnp.pi - 0.5)
-    return _grating_sign(k, N) * _grating(x - k * jnp.pi, N)
-
-
-def _grating_sign(k: Array, N: Array) -> Array:
-    """(−1)^{k(N−1)} for the nearest integer N (the sign of sincg at the k-th peak).
-
-    Piecewise constant (zero gradient); it never changes F_latt², only the sign
-    that the trace output prints, which then matches the C program's.
-    """
-    odd = jnp.mod(k * (jnp.round(N) - 1.0), 2.0) != 0.0
-    return jnp.where(odd, -1.0, 1.0).astype(jnp.result_type(k, N))
+    """The C program's sincg(x, N) = sin(N x)/sin(x) (x in radians): ``grating(x/π, N)``."""
+    return grating(x / jnp.pi, N)
 
 
 def sinc3(x: Array) -> Array:
@@ -97,18 +223,13 @@ def sinc3_of_sqr(r: Array) -> Array:
 
 
 def lattice_factor_square(hkl: Array, N: Array) -> Array:
-    """Parallelepiped crystal: F_latt = Π sincg(π h_i, N_i).
+    """Parallelepiped crystal: F_latt = Π_i grating(h_i, N_i) = Π sin(πN_ih_i)/sin(πh_i).
 
-    Computed from the exact fractional offset δ = h − k (k = ceil(h − ½)):
-    sincg(πh, N) = (−1)^{k(N−1)} sin(Nπδ)/sin(πδ), identical to the C
-    program's sin(Nπh)/sin(πh) for integer N (up to rounding, and more accurate
-    at large h), smooth at integer h, and smooth in N (see ``sincg``).
+    ``hkl`` (..., 3) fractional Miller indices, ``N`` (3,) cells along a, b, c.
     """
-    k = jnp.ceil(hkl - 0.5)
-    u = jnp.pi * (hkl - k)
     out = None
     for i in range(3):
-        f = _grating_sign(k[..., i], N[i]) * _grating(u[..., i], N[i])
+        f = grating(hkl[..., i], N[i])
         out = f if out is None else out * f
     return out
 
@@ -159,34 +280,51 @@ def lattice_factor(shape: str, hkl: Array, recip: Array, N: Array, fudge: Array)
     raise ValueError(f"unknown spot shape {shape!r}")
 
 
-def polarization_factor(kahn: Array, incident: Array, diffracted: Array, axis: Array) -> Array:
-    """Kahn polarisation factor ½(1 + cos²2θ − K cos 2ψ sin²2θ).
+def lattice_factor_sqr(shape: str, h: Array, k: Array, l: Array, recip: Array, N: Array,
+                       fudge: Array) -> Array:
+    """F_latt² from the three Miller-index arrays (no trailing 3-axis).
 
-    ψ is the azimuth of the diffracted ray about the incident beam, measured from
-    the E-vector closest to ``axis``.  All vectors are unit vectors.
+    The parallelepiped spot is Π grating_sqr (no sign formed, analytic derivative rule);
+    the other shapes square ``lattice_factor``.
     """
-    cos2t = jnp.sum(incident * diffracted, axis=-1)
-    cos2t_sqr = cos2t * cos2t
-    B_in = unitize(jnp.cross(axis, incident))
-    E_in = unitize(jnp.cross(incident, B_in))
-    E_out = jnp.sum(diffracted * E_in, axis=-1)
-    B_out = jnp.sum(diffracted * B_in, axis=-1)
-    # The C program forms ψ = −atan2(B_out, E_out) and cos 2ψ·sin²2θ.  For unit
-    # vectors sin²2θ = E_out² + B_out², so cos 2ψ·sin²2θ = E_out² − B_out²: the
-    # same number without atan2, whose derivative is undefined at the direct
-    # beam (2θ = 0) and explodes near it.
-    return 0.5 * (1.0 + cos2t_sqr - kahn * (E_out * E_out - B_out * B_out))
+    if shape == "SQUARE":
+        N = N.astype(h.dtype)
+        return grating_sqr(h, N[0]) * grating_sqr(k, N[1]) * grating_sqr(l, N[2])
+    F = lattice_factor(shape, jnp.stack([h, k, l], axis=-1), recip, N, fudge)
+    return F * F
+
+
+def polarization_factor(kahn: Array, incident: Array, diffracted: Array, axis: Array) -> Array:
+    """Kahn polarisation factor ½(1 + cos²2θ − K cos 2ψ sin²2θ) (dimensionless).
+
+    ``incident`` and ``diffracted`` are unit vectors (..., 3) that broadcast against each
+    other; ψ is the azimuth of the diffracted ray about the incident beam, measured from
+    the E-vector closest to ``axis``; K = ``kahn``.  The C program forms
+    ψ = −atan2(B_out, E_out); for unit vectors sin²2θ = E_out² + B_out², so
+    cos 2ψ·sin²2θ = E_out² − B_out²: the same number without atan2, whose derivative is
+    undefined at the direct beam (2θ = 0) and explodes near it.
+    """
+    B_in = unitize(cross(axis, incident))
+    E_in = unitize(cross(incident, B_in))
+    cos2t = dot(incident, diffracted)
+    E_out = dot(diffracted, E_in)
+    B_out = dot(diffracted, B_in)
+    return 0.5 * (1.0 + cos2t * cos2t - kahn * (E_out * E_out - B_out * B_out))
+
+
+# F_w² r_e² 10⁶ N_A / MW × (10⁻⁶ m/µm)³: the water background per Φ·t_µm³.
+_WATER_PER_FLUENCE_UM3 = WATER_F**2 * R_E_SQR * 1e6 * AVOGADRO / WATER_MW * 1e-18
 
 
 def water_background(fluence: Array, water_size_um: Array) -> Array:
-    """The C program's initial per-pixel intensity from a water droplet.
+    """The C program's initial per-pixel running sum from a water droplet of size t (µm).
 
-    I_bg = F_w² r_e² Φ t³ 10⁶ N_A / MW with t the water thickness (m).  (It is
-    then scaled by r_e² Φ/steps again like every other term — the C program's
-    units, kept for parity.)
+    I_bg = F_w² r_e² Φ t³ 10⁶ N_A / MW with t in metres.  (It is then scaled by r_e² Φ/steps
+    again like every other term — the C program's units, kept for parity.)  Grouped as
+    (constants)·Φ·t_µm³ so that no intermediate leaves float32's range, whatever order
+    XLA multiplies in.
     """
-    t = water_size_um * 1e-6
-    return WATER_F**2 * R_E_SQR * fluence * t**3 * 1e6 * AVOGADRO / WATER_MW
+    return _WATER_PER_FLUENCE_UM3 * fluence * water_size_um**3
 
 
 def structure_factor_nearest(hkl: Array, F_grid: Array, hkl_min: tuple, hkl_max: tuple,

@@ -1,7 +1,9 @@
 """What the command line prints: the geometry summary, the render statistics, the SMV header.
 
-Everything here is host-side arithmetic on an ``Experiment`` (``.setup``, ``.params``,
-``.info``) and the rendered image; nothing renders.  The figures and their layout follow the C
+Everything here works from an ``Experiment`` (``.setup``, ``.params``, ``.info``) and the
+rendered image; nothing renders.  Geometry comes from the kernel's own functions
+(``geometry.detector``, ``geometry.beam``) evaluated on the live params in float64, or from
+``info`` (``experiment.derived_geometry``).  The figures and their layout follow the C
 program's log, line for line where we know the quantity, so that a user can ``diff`` the two
 logs (see docs/cli.md for the lines that differ on purpose).
 
@@ -23,11 +25,19 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from functools import partial
 from typing import Optional, Sequence
 
 import numpy as np
 
-from .config import Experiment, Setup
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from .config import Experiment, Params, Setup
+from .geometry import beam as beam_geo
+from .geometry import detector as det_geo
+from .geometry.detector import roi_bounds, subpixel_coordinate
 
 AVOGADRO = 6.02214179e23
 _SHAPE_WORDS = {"ROUND": "ellipsoidal", "SQUARE": "parallelpiped", "GAUSS": "gaussian", "TOPHAT": "tophat-spot"}
@@ -41,12 +51,6 @@ def g(x: float) -> str:
 # ---------------------------------------------------------------------------------------------
 # regions
 # ---------------------------------------------------------------------------------------------
-
-
-def roi_bounds(setup: Setup) -> tuple[int, int, int, int]:
-    """(fmin, fmax, smin, smax) of the rendered window, inclusive and clipped to the image."""
-    fmin, fmax, smin, smax = setup.roi
-    return (max(fmin, 0), min(fmax, setup.fpixels - 1), max(smin, 0), min(smax, setup.spixels - 1))
 
 
 def roi_mask(setup: Setup) -> np.ndarray:
@@ -108,11 +112,10 @@ def image_statistics(image: np.ndarray, exp: Experiment) -> RenderStats:
         if best > 0.0:
             s, f = divmod(flat, setup.fpixels)
             pixel = float(exp.params.pixel_size) / 1000.0
-            sub = pixel / setup.oversample
             last = setup.oversample - 1
             max_I, where = best, (s, f)
-            max_x = sub * (f * setup.oversample + last) + sub / 2.0
-            max_y = sub * (s * setup.oversample + last) + sub / 2.0
+            max_x = subpixel_coordinate(f, last, setup.oversample, pixel)
+            max_y = subpixel_coordinate(s, last, setup.oversample, pixel)
 
     sumn = n if n > 0 else 1
     mean = total / sumn
@@ -134,79 +137,62 @@ def _unit(v) -> np.ndarray:
     return v / n if n > 0 else np.zeros(3)
 
 
-def solid_angle_sum(exp: Experiment) -> float:
-    """The C program's "solid angle subtended by detector" (sr): Σ ω over layers × sub-pixels / steps.
+def _params64(exp: Experiment) -> Params:
+    """The live params in float64 (call inside ``jax.enable_x64(True)``): the log prints the
+    C program's double-precision figures whatever dtype the image was rendered in."""
+    return exp.params.astype(jnp.float64)
 
-    Without ``-oversample_omega`` every layer and sub-pixel of a pixel reuses the solid angle of
-    its first sub-pixel, so one evaluation per pixel suffices; with it, every layer × sub-pixel
-    is evaluated.  Works row block by row block on component arrays (no (…, 3) temporaries).
+
+# Pixels × (layer·sub-pixel) evaluated per call of ``_solid_angle_block``.
+_SOLID_ANGLE_BUDGET = 1 << 20
+
+
+@partial(jax.jit, static_argnames=("setup", "size"))
+def _solid_angle_block(setup: Setup, params: Params, start: Array, size: int) -> Array:
+    """Σ of the solid angle the kernel multiplies by, over ROI raster indices start … start+size−1.
+
+    Without ``-oversample_omega`` every layer and sub-pixel of a pixel uses the Ω of its first
+    sub-pixel (weight T·n²); with it, each layer × sub-pixel its own.  Masked pixels and
+    indices past the ROI count 0.
     """
-    setup, info = exp.setup, exp.info
-    rendered = rendered_mask(exp)
-    if not rendered.any():
+    frame = det_geo.detector_frame(setup, params)
+    layer_step = det_geo.layer_thickness(setup, params)
+    fmin, fmax, smin, smax = roi_bounds(setup)
+    width = fmax - fmin + 1
+    n_valid = width * (smax - smin + 1)
+    lin = start + jnp.arange(size)
+    keep = lin < n_valid
+    lin = jnp.minimum(lin, n_valid - 1)
+    s, f = smin + lin // width, fmin + lin % width
+    if setup.has_mask:
+        keep = keep & (params.mask[s, f] != 0)
+    first_only = not setup.oversample_omega
+    rays = det_geo.subpixel_rays(setup, frame, s, f, layer_step, first_only=first_only)
+    omega = jnp.sum(det_geo.solid_angle(setup, frame, rays.airpath), axis=(0, 1, 2))
+    if first_only:
+        omega = omega * (setup.thicksteps * setup.n_subpixels)
+    return jnp.sum(jnp.where(keep, omega, 0.0))
+
+
+def solid_angle_sum(exp: Experiment) -> float:
+    """The C program's "solid angle subtended by detector" (sr): Σ Ω over layers × sub-pixels / steps.
+
+    Evaluated with the kernel's own geometry (``geometry.detector``) from the live params,
+    in blocks of pixels.
+    """
+    setup = exp.setup
+    fmin, fmax, smin, smax = roi_bounds(setup)
+    n_valid = max(fmax - fmin + 1, 0) * max(smax - smin + 1, 0)
+    if n_valid == 0 or not rendered_mask(exp).any():
         return 0.0
-    n, T = setup.oversample, setup.thicksteps
-    pixel = float(exp.params.pixel_size) / 1000.0
-    sub = pixel / n
-    pix0 = np.asarray(info["pix0"], np.float64)
-    fdet, sdet, odet = (np.asarray(info[k], np.float64) for k in ("fdet", "sdet", "odet"))
-    beam = _unit(info["beam"])
-    distance = float(info["distance"])
-    close = float(info["close_distance"])
-    layer = float(info.get("thickstep") or 0.0) if setup.has_thickness else 0.0
-    if setup.oversample_omega:
-        subs = [(i, j, t) for t in range(T) for i in range(n) for j in range(n)]
-        weight = 1.0
-    else:
-        subs = [(0, 0, 0)]
-        weight = float(n * n * T)
-    rows = np.flatnonzero(rendered.any(axis=1))
-    fidx = np.arange(setup.fpixels, dtype=np.float64)
-    block = max(1, (1 << 20) // max(setup.fpixels, 1))
+    per_pixel = 1 if not setup.oversample_omega else setup.thicksteps * setup.n_subpixels
+    size = int(min(n_valid, max(1, _SOLID_ANGLE_BUDGET // per_pixel)))
     total = 0.0
-    for start in range(0, rows.size, block):
-        r = rows[start:start + block]
-        keep = rendered[r]
-        rv = r.astype(np.float64)[:, None]
-        for i, j, t in subs:
-            S = sub * (rv * n + i) + sub / 2.0  # (R, 1)
-            F = sub * (fidx[None, :] * n + j) + sub / 2.0  # (1, Fp)
-            O = t * layer
-            if setup.curved_detector:
-                x, y, z = (pix0[k] + S * sdet[k] + F * fdet[k] + O * odet[k] for k in range(3))
-                x, y, z = _curve_components(x, y, z, beam, fdet, sdet, distance)
-                R2 = x * x + y * y + z * z
-            else:
-                # |b + S·s + F·f|² expanded, b = pix0 + O·o: row terms + column terms + S·F term
-                b = pix0 + O * odet
-                rowv = b[None, :] + S * sdet[None, :]  # (R, 3)
-                R2 = np.sum(rowv * rowv, axis=1)[:, None] + F * (2.0 * (b @ fdet) + F * (fdet @ fdet))
-                fs = float(fdet @ sdet)
-                if fs != 0.0:
-                    R2 = R2 + 2.0 * fs * S * F
-            if setup.point_pixel:
-                om = 1.0 / R2
-            else:
-                om = pixel * pixel / R2 * close / np.sqrt(R2)
-            total += float(np.sum(om, where=keep)) * weight
+    with jax.enable_x64(True):
+        params = _params64(exp)
+        for start in range(0, n_valid, size):
+            total += float(_solid_angle_block(setup, params, jnp.int64(start), size))
     return total / setup.steps
-
-
-def _rotate_components(v, axis, angle):
-    """Rodrigues rotation of component arrays v = (x, y, z) about a unit axis by angle arrays."""
-    c, s = np.cos(angle), np.sin(angle)
-    ax, ay, az = axis
-    x, y, z = v
-    dot = (ax * x + ay * y + az * z) * (1.0 - c)
-    return (ax * dot + x * c + (ay * z - az * y) * s,
-            ay * dot + y * c + (az * x - ax * z) * s,
-            az * dot + z * c + (ax * y - ay * x) * s)
-
-
-def _curve_components(x, y, z, beam, fdet, sdet, distance: float):
-    start = tuple(np.full(np.broadcast(x, y, z).shape, distance * b) for b in beam)
-    step = _rotate_components(start, sdet, y / distance)
-    return _rotate_components(step, fdet, z / distance)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,42 +342,28 @@ def _source_rows(exp: Experiment, st) -> list[tuple[float, float, float, float, 
             except Exception:  # the weights are informative only
                 pass
         return [(*dirs[i], weights[i], lam[i]) for i in range(dirs.shape[0])]
-    beam = _unit(p.beam_vector)
-    polar = _unit(p.polar_vector)
-    vert = _unit(np.cross(beam, polar))
-    hstep, vstep = _div_steps(exp)
-    hrange, vrange = float(p.hdivrange) * 1e-3, float(p.vdivrange) * 1e-3
-    lam0 = float(p.wavelength) * 1e-10
-    disp = float(p.dispersion) / 100.0
-    dstep = disp / setup.disp_divisor if setup.disp_divisor else 0.0
+    with jax.enable_x64(True):
+        p64 = _params64(exp)
+        positions = np.asarray(beam_geo.source_positions(setup, p64))
+        lam = np.asarray(beam_geo.wavelengths(setup, p64))
     weight = 1.0 / max(setup.n_sources, 1)
-    rows = []
-    for ht, vt in setup.div_tics:
-        hdiv = hstep * ht - hrange / 2.0
-        vdiv = vstep * vt - vrange / 2.0
-        v = _rotate_c([-10.0 * x for x in beam], polar, vdiv)
-        v = _rotate_c(v, vert, hdiv)
-        for t in range(setup.dispsteps):
-            rows.append((v[0], v[1], v[2], weight, lam0 * (1.0 + dstep * t - disp / 2.0)))
-    return rows
+    return [(*pos, weight, l) for pos in positions for l in lam]
 
 
-def _rotate_c(v, axis, phi: float) -> list[float]:
-    """Rodrigues rotation with the C program's term order (so signed zeros print alike)."""
-    v = [float(x) for x in v]
-    a = [float(x) for x in axis]
-    sinphi, cosphi = math.sin(phi), math.cos(phi)
-    dot = (a[0] * v[0] + a[1] * v[1] + a[2] * v[2]) * (1.0 - cosphi)
-    return [a[0] * dot + v[0] * cosphi + (-a[2] * v[1] + a[1] * v[2]) * sinphi,
-            a[1] * dot + v[1] * cosphi + (+a[2] * v[0] - a[0] * v[2]) * sinphi,
-            a[2] * dot + v[2] * cosphi + (-a[1] * v[0] + a[0] * v[1]) * sinphi]
+def _divergence_lines(exp: Experiment) -> list[tuple[float, float, float]]:
+    """(hdiv, vdiv) of each kept raster point (rad), and the dispersion wavelengths (m)."""
+    with jax.enable_x64(True):
+        p64 = _params64(exp)
+        hdiv, vdiv = (np.asarray(x) for x in beam_geo.divergence_angles(exp.setup, p64))
+        lam = np.asarray(beam_geo.wavelengths(exp.setup, p64))
+    return list(zip(hdiv, vdiv)), list(lam)
 
 
 def _div_steps(exp: Experiment) -> tuple[float, float]:
-    setup, p = exp.setup, exp.params
-    h = float(p.hdivrange) / setup.hdiv_divisor if setup.hdiv_divisor else float(p.hdivstep)
-    v = float(p.vdivrange) / setup.vdiv_divisor if setup.vdiv_divisor else float(p.vdivstep)
-    return h * 1e-3, v * 1e-3
+    """Divergence raster steps (rad)."""
+    with jax.enable_x64(True):
+        h, v = beam_geo.divergence_steps(exp.setup, _params64(exp))
+        return float(h), float(v)
 
 
 def summary_lines(exp: Experiment, argv: Sequence[str], *, banner: Optional[str] = None) -> list[str]:
@@ -475,15 +447,11 @@ def summary_lines(exp: Experiment, argv: Sequence[str], *, banner: Optional[str]
         lines.append(f"phi{t} = {g(float(p.phi0) + float(p.phistep) * t)}")
     sources = _source_rows(exp, st)
     if setup.source_mode != "file":
-        hstep, vstep = _div_steps(exp)
-        hrange, vrange = float(p.hdivrange) * 1e-3, float(p.vdivrange) * 1e-3
-        for ht, vt in setup.div_tics:
-            lines.append(f"divergence deviation: {g(hstep * ht - hrange / 2.0)} {g(vstep * vt - vrange / 2.0)}")
-        lam0 = float(p.wavelength) * 1e-10
-        disp = float(p.dispersion) / 100.0
-        dstep = disp / setup.disp_divisor if setup.disp_divisor else 0.0
-        for t in range(setup.dispsteps):
-            lines.append("lambda%d = %.15g" % (t, lam0 * (1.0 + dstep * t - disp / 2.0)))
+        tilts, lams = _divergence_lines(exp)
+        for hdiv, vdiv in tilts:
+            lines.append(f"divergence deviation: {g(hdiv)} {g(vdiv)}")
+        for t, lam in enumerate(lams):
+            lines.append("lambda%d = %.15g" % (t, lam))
     lines.append(f"  created a total of {len(sources)} sources:")
     for X, Y, Z, w, lam in sources:
         lines.append(f"{g(X)} {g(Y)} {g(Z)}   {g(w)} {g(lam)}")

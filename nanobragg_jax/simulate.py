@@ -10,7 +10,9 @@ interpolation off from there on); the second pass renders with that switch.
 
 from __future__ import annotations
 
+import os
 from functools import partial
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -19,24 +21,7 @@ from jax import Array
 
 from . import kernel
 from .config import Params, Setup
-
-
-def _roi_pixels(setup: Setup) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
-    """Slow/fast indices (raster order) of the rendered window, and its bounds."""
-    fmin, fmax, smin, smax = setup.roi
-    fmin, smin = max(fmin, 0), max(smin, 0)
-    fmax, smax = min(fmax, setup.fpixels - 1), min(smax, setup.spixels - 1)
-    if fmax < fmin or smax < smin:
-        return np.zeros(0, np.int32), np.zeros(0, np.int32), (fmin, fmax, smin, smax)
-    s, f = np.meshgrid(np.arange(smin, smax + 1), np.arange(fmin, fmax + 1), indexing="ij")
-    return s.ravel().astype(np.int32), f.ravel().astype(np.int32), (fmin, fmax, smin, smax)
-
-
-def _tiles(x: np.ndarray, tile: int, fill: int) -> np.ndarray:
-    n = x.shape[0]
-    n_tiles = -(-n // tile)
-    pad = n_tiles * tile - n
-    return np.concatenate([x, np.full(pad, fill, x.dtype)]).reshape(n_tiles, tile)
+from .geometry.detector import roi_bounds
 
 
 def _needs_wide_edges(setup: Setup, params: Params) -> bool:
@@ -51,26 +36,51 @@ def _needs_wide_edges(setup: Setup, params: Params) -> bool:
             and jnp.result_type(params.wavelength) == jnp.float32)
 
 
-def simulate(setup: Setup, params: Params) -> Array:
+def simulate(setup: Setup, params: Params, *, devices: Optional[int] = None) -> Array:
     """Render the detector image (photons per pixel), shape (spixels, fpixels).
 
     Args:
       setup: static description (hashable; changing it recompiles).
       params: continuous parameters; the image has their floating dtype and is
         differentiable with respect to every one of them.
+      devices: how many CPU devices to spread the tiles over (``shard_map``).
+        XLA:CPU runs one program on one core; with several CPU devices
+        (``jax.config.update("jax_num_cpu_devices", k)`` at start-up) k cores render
+        at once.  None (default): every CPU device when the default backend is the
+        CPU, else 1.  Pass 1 inside your own ``pmap``/``shard_map``.
     Returns:
       Array of shape (spixels, fpixels); pixels outside the ROI or masked are 0.
     """
+    n_dev = default_devices() if devices is None else max(1, int(devices))
     if _needs_wide_edges(setup, params):
         wide = params.astype(jnp.float64)
-        return _simulate_dispatch(setup, wide).astype(jnp.float32)
-    return _simulate_dispatch(setup, params)
+        return _simulate(setup, wide, n_dev).astype(jnp.float32)
+    return _simulate(setup, params, n_dev)
 
 
-def _roi_bounds(setup: Setup) -> tuple[int, int, int, int]:
-    """The ROI clipped to the detector: (fmin, fmax, smin, smax), possibly empty."""
-    fmin, fmax, smin, smax = setup.roi
-    return (max(fmin, 0), min(fmax, setup.fpixels - 1), max(smin, 0), min(smax, setup.spixels - 1))
+def default_devices() -> int:
+    """Every CPU device JAX exposes when the default backend is the CPU, else 1."""
+    try:
+        return max(1, len(jax.devices("cpu"))) if jax.default_backend() == "cpu" else 1
+    except RuntimeError:
+        return 1
+
+
+def _tiling(setup: Setup, n_dev: int = 1) -> tuple[int, int, int]:
+    """(pixels per tile, number of tiles, ROI pixels) for rendering on ``n_dev`` devices."""
+    fmin, fmax, smin, smax = roi_bounds(setup)
+    n_valid = max(fmax - fmin + 1, 0) * max(smax - smin + 1, 0)
+    if n_valid == 0:
+        return 1, 0, 0
+    tile = kernel.tile_pixels(setup)
+    if kernel.fast_path_applies(setup):
+        tile = kernel.round_tile(tile, n_valid)
+    else:
+        tile = min(tile, n_valid)
+    n_tiles = -(-n_valid // tile)
+    n_dev = max(1, min(n_dev, n_tiles))
+    n_tiles = -(-n_tiles // n_dev) * n_dev  # a whole number of tiles per device
+    return tile, n_tiles, n_valid
 
 
 def _tile_indices(setup: Setup, tile: int, n_tiles: int) -> tuple[Array, Array, Array]:
@@ -80,7 +90,7 @@ def _tile_indices(setup: Setup, tile: int, n_tiles: int) -> tuple[Array, Array, 
     program (and the persistent cache entry) does not grow with the detector.
     Padding entries repeat the last ROI pixel and carry order = n_valid.
     """
-    fmin, fmax, smin, smax = _roi_bounds(setup)
+    fmin, fmax, smin, smax = roi_bounds(setup)
     width = fmax - fmin + 1
     n_valid = width * (smax - smin + 1)
     order = jnp.arange(n_tiles * tile, dtype=jnp.int32).reshape(n_tiles, tile)
@@ -90,20 +100,48 @@ def _tile_indices(setup: Setup, tile: int, n_tiles: int) -> tuple[Array, Array, 
     return s_idx, f_idx, jnp.minimum(order, n_valid)
 
 
-def _n_devices(setup: Setup) -> int:
-    """How many devices to spread the tiles over (see ``set_parallel_devices``)."""
-    if _PARALLEL["devices"] is not None:
-        n = _PARALLEL["devices"]
-    else:
-        try:
-            n = len(jax.devices("cpu")) if jax.default_backend() == "cpu" else 1
-        except RuntimeError:
-            n = 1
-    return max(1, int(n))
+def _interpolation_switch(setup: Setup, params: Params, S: Array, F: Array, order: Array,
+                          n_valid: int) -> tuple[Array, Array]:
+    """(raster index, sub-path index) where the C program turns tricubic interpolation off.
+
+    Scans the tiles in raster order and stops at the first one where a (not masked)
+    pixel's 4×4×4 neighbourhood leaves the grid — usually the first tile: the
+    detector's edge is at the highest resolution.  (n_valid, K) when that never
+    happens.  The switch is discrete: no gradient flows through it.
+    """
+    ctx = kernel.build_context(setup, jax.lax.stop_gradient(params))
+    K = setup.subpaths_per_pixel
+    active = order < n_valid
+    if setup.has_mask:
+        active = active & (ctx.mask[S, F] != 0)
+    none = jnp.int32(n_valid)
+
+    def searching(state):
+        i, p_star, _ = state
+        return (i < S.shape[0]) & (p_star == none)
+
+    def next_tile(state):
+        i, p_star, k_star = state
+        first = kernel.interpolation_trigger(setup, ctx, S[i], F[i], active[i])
+        hit = first < K
+        j = jnp.argmax(hit)
+        found = jnp.any(hit)
+        p_star = jnp.where(found, order[i, j], p_star).astype(jnp.int32)
+        k_star = jnp.where(found, first[j], k_star).astype(jnp.int32)
+        return i + 1, p_star, k_star
+
+    _, p_star, k_star = jax.lax.while_loop(searching, next_tile, (jnp.int32(0), none, jnp.int32(K)))
+    return p_star, k_star
 
 
-def _simulate_dispatch(setup: Setup, params: Params) -> Array:
-    return _simulate(setup, params, _n_devices(setup))
+@partial(jax.jit, static_argnames=("setup",))
+def interpolation_switch(setup: Setup, params: Params) -> tuple[Array, Array]:
+    """The trigger ``simulate`` renders with (see ``_interpolation_switch``); for the trace."""
+    tile, n_tiles, n_valid = _tiling(setup)
+    if n_valid == 0:
+        return jnp.int32(0), jnp.int32(setup.subpaths_per_pixel)
+    S, F, order = _tile_indices(setup, tile, n_tiles)
+    return _interpolation_switch(setup, params, S, F, order, n_valid)
 
 
 @partial(jax.jit, static_argnames=("setup", "n_dev"))
@@ -111,37 +149,15 @@ def _simulate(setup: Setup, params: Params, n_dev: int = 1) -> Array:
     """The jitted renderer behind ``simulate`` (setup static)."""
     dtype = jnp.result_type(params.wavelength)
     image = jnp.zeros((setup.spixels, setup.fpixels), dtype)
-    fmin, fmax, smin, smax = _roi_bounds(setup)
-    if fmax < fmin or smax < smin:
+    fmin, fmax, smin, smax = roi_bounds(setup)
+    tile, n_tiles, n_valid = _tiling(setup, n_dev)
+    if n_valid == 0:
         return image
-    n_valid = (fmax - fmin + 1) * (smax - smin + 1)
-    tile = kernel.tile_pixels(setup)
-    if kernel.fast_path_applies(setup):
-        tile = kernel.round_tile(tile, n_valid)
-    else:
-        tile = min(tile, n_valid)
-    n_tiles = -(-n_valid // tile)
     n_dev = max(1, min(n_dev, n_tiles))
-    n_tiles = -(-n_tiles // n_dev) * n_dev  # a whole number of tiles per device
     S, F, order = _tile_indices(setup, tile, n_tiles)
 
     if setup.interpolate:
-        ctx = kernel.build_context(setup, params)
-        K = setup.subpaths_per_pixel
-        if setup.has_mask:
-            active_tiles = (ctx.mask[S, F] != 0) & (order < n_valid)
-        else:
-            active_tiles = order < n_valid
-
-        def trig_tile(args):
-            s, f, act = args
-            return kernel.interpolation_trigger(setup, ctx, s, f, act)
-
-        first = jax.lax.map(trig_tile, (S, F, active_tiles)).reshape(-1)
-        hit = first < K
-        p_star = jnp.where(jnp.any(hit), jnp.argmax(hit), S.size).astype(jnp.int32)
-        k_star = jnp.where(jnp.any(hit), first[jnp.minimum(p_star, S.size - 1)], K).astype(jnp.int32)
-        trigger = (p_star, k_star)
+        trigger = _interpolation_switch(setup, params, S, F, order, n_valid)
     else:
         trigger = (jnp.int32(0), jnp.int32(0))
 
@@ -180,39 +196,36 @@ def _simulate(setup: Setup, params: Params, n_dev: int = 1) -> Array:
     return image
 
 
-# Device parallelism: None = every CPU device JAX exposes (one unless the process
-# asked for more, e.g. ``jax.config.update("jax_num_cpu_devices", os.cpu_count())``
-# before first use); an int = that many.
-_PARALLEL: dict = {"devices": None}
+_CACHE_OFF = ("0", "off", "no", "false")
 
 
-def set_parallel_devices(n: int | None) -> None:
-    """Spread the tiles of every later ``simulate`` over ``n`` CPU devices.
-
-    XLA:CPU runs one program on one core; with several CPU devices
-    (``jax.config.update("jax_num_cpu_devices", k)`` at start-up) the tiles are
-    divided between them with ``shard_map`` so that k cores render at once.
-    ``None`` (the default) uses all CPU devices when the default backend is the
-    CPU; 1 disables it (e.g. inside your own ``pmap``/``shard_map``).
-    """
-    _PARALLEL["devices"] = n
-
-
-def enable_compilation_cache(path: str | None = None, min_compile_time_secs: float = 0.0) -> str:
+def enable_compilation_cache(path: Optional[str] = None, min_compile_time_secs: float = 0.0,
+                             *, keep_existing: bool = False) -> Optional[str]:
     """Turn on JAX's persistent compilation cache (for scripts and other short-lived processes).
 
     A later process that renders the same ``Setup`` (same shapes, dtype and
     flags) loads the compiled program from ``path`` instead of compiling it again
     (2–10 s saved per configuration).  Default path: ``$NANOBRAGG_JAX_CACHE``,
     else ``$XDG_CACHE_HOME/nanobragg-jax`` (``~/.cache/nanobragg-jax``), the
-    folder the ``nanoBragg`` command uses.  Returns the path.
+    folder the ``nanoBragg`` command uses; ``NANOBRAGG_JAX_CACHE=0`` (or off/no/false)
+    turns the default off.  With ``keep_existing`` a cache folder already configured
+    is left alone.  Returns the folder in use, or None when none was set (turned off,
+    or the folder is not writable: a cache is an optimisation only).
     """
-    import os
-
+    if keep_existing and getattr(jax.config, "jax_compilation_cache_dir", None):
+        return jax.config.jax_compilation_cache_dir
     if path is None:
-        path = os.environ.get("NANOBRAGG_JAX_CACHE") or os.path.join(
+        choice = os.environ.get("NANOBRAGG_JAX_CACHE", "")
+        if choice.lower() in _CACHE_OFF:
+            return None
+        path = choice or os.path.join(
             os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "nanobragg-jax")
-    os.makedirs(path, exist_ok=True)
+    try:
+        os.makedirs(path, exist_ok=True)
+        if not os.access(path, os.W_OK):
+            return None
+    except OSError:
+        return None
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", min_compile_time_secs)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

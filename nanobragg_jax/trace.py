@@ -30,7 +30,8 @@ import numpy as np
 
 from . import kernel, physics
 from .config import Experiment, Params, Setup
-from .geometry import detector as det_geo
+from .geometry.detector import roi_bounds
+from .simulate import interpolation_switch
 
 MAX_SUBPATH_LINES = 20000
 
@@ -41,82 +42,24 @@ MAX_SUBPATH_LINES = 20000
 
 
 @partial(jax.jit, static_argnames=("setup",))
-def _interpolation_switch(setup: Setup, params: Params):
-    """(ROI index, sub-path index) where the C program turns tricubic interpolation off."""
-    from .simulate import _roi_pixels, _tiles
-
-    ctx = kernel.build_context(setup, params)
-    s_idx, f_idx, _ = _roi_pixels(setup)
-    K = setup.subpaths_per_pixel
-    if s_idx.size == 0:
-        return jnp.int32(0), jnp.int32(K)
-    tile = min(kernel.tile_pixels(setup), s_idx.size)
-    S = jnp.asarray(_tiles(s_idx, tile, s_idx[-1]))
-    F = jnp.asarray(_tiles(f_idx, tile, f_idx[-1]))
-    order = _tiles(np.arange(s_idx.size, dtype=np.int32), tile, s_idx.size)
-    if setup.has_mask:
-        act = ctx.mask[s_idx, f_idx] != 0
-        active = jnp.concatenate([act, jnp.zeros(S.size - s_idx.size, bool)]).reshape(S.shape)
-    else:
-        active = jnp.asarray(order < s_idx.size)
-
-    n_tiles = S.shape[0]
-    none = jnp.int32(S.size)
-
-    # scan the tiles in raster order and stop at the first one where the neighbourhood leaves the
-    # grid (usually the first tile: the detector's edge is at the highest resolution)
-    def cond(state):
-        i, p_star, _ = state
-        return (i < n_tiles) & (p_star == none)
-
-    def body(state):
-        i, p_star, k_star = state
-        first = kernel.interpolation_trigger(setup, ctx, S[i], F[i], active[i])
-        hit = first < K
-        j = jnp.argmax(hit)
-        found = jnp.any(hit)
-        p_star = jnp.where(found, (i * tile + j).astype(jnp.int32), p_star)
-        k_star = jnp.where(found, first[j].astype(jnp.int32), k_star)
-        return i + 1, p_star, k_star
-
-    _, p_star, k_star = jax.lax.while_loop(cond, body, (jnp.int32(0), none, jnp.int32(K)))
-    return p_star, k_star
-
-
-@partial(jax.jit, static_argnames=("setup",))
 def _details(setup: Setup, params: Params, spixel, fpixel, order, trigger):
     """All per-sub-path quantities of the pixels (spixel, fpixel) (1-D index arrays)."""
     ctx = kernel.build_context(setup, params)
     sp = kernel.sub_paths(setup, ctx, spixel, fpixel)
-    P = spixel.shape[0]
-    pos = det_geo.subpixel_positions(setup, ctx.frame, spixel, fpixel, ctx.layer_step)
-    airpath = jnp.sqrt(jnp.sum(pos * pos, axis=-1))
-    d = pos / airpath[..., None]
-    q = (d[..., None, :] - ctx.incident) / ctx.wavelength[:, None]
-    K = sp.F_latt[0].size
-    F_near = physics.structure_factor_nearest(sp.hkl, ctx.F_grid, setup.hkl_min, setup.hkl_max,
-                                              ctx.default_F, setup.has_hkl)
-    interpolated = jnp.zeros(sp.F_latt.shape, bool)
-    if setup.interpolate:
-        F_tri = physics.structure_factor_tricubic(sp.hkl, ctx.F_grid, setup.hkl_min)
-        p_star, k_star = trigger
-        k = jnp.arange(K).reshape(sp.F_latt.shape[1:])
-        o = order.reshape((P,) + (1,) * k.ndim)
-        interpolated = (o < p_star) | ((o == p_star) & (k < k_star))
-        F_cell = jnp.where(interpolated, F_tri, F_near)
-    else:
-        F_cell = F_near
+    F_cell, interpolated = kernel.structure_factor(setup, ctx, sp.hkl, order, trigger)
     term = jnp.where(sp.valid, F_cell * F_cell * sp.F_latt * sp.F_latt, 0.0)
     I = kernel.running_sum(setup, ctx, sp, term)
+    capture_used, polar_used, omega_used = kernel.pixel_factors(setup, sp)
     photons = kernel.pixel_photons(setup, ctx, spixel, fpixel, order, trigger)
     return dict(
-        pos=pos, airpath=airpath, d=d, omega=sp.omega, capture=sp.capture, q=q,
-        stol=0.5 * jnp.sqrt(jnp.sum(q * q, axis=-1)), pass_dmin=sp.pass_dmin, polar=sp.polar,
+        pos=sp.position, airpath=sp.airpath, d=sp.direction, omega=sp.omega, capture=sp.capture,
+        q=sp.q, stol=sp.stol, pass_dmin=sp.pass_dmin, polar=sp.polar,
         hkl=sp.hkl, F_latt=sp.F_latt, F_cell=F_cell, interpolated=interpolated, valid=sp.valid,
         term=term, I=I, photons=photons, incident=ctx.incident, wavelength=ctx.wavelength,
         real=ctx.real, I_bg=ctx.I_bg, fluence=params.fluence, layer_step=ctx.layer_step,
         pix0=ctx.frame.pix0, fdet=ctx.frame.fdet, sdet=ctx.frame.sdet, odet=ctx.frame.odet,
         distance=ctx.frame.distance, close_distance=ctx.frame.close_distance,
+        capture_used=capture_used, polar_used=polar_used, omega_used=omega_used,
     )
 
 
@@ -125,22 +68,15 @@ def _details(setup: Setup, params: Params, spixel, fpixel, order, trigger):
 # ---------------------------------------------------------------------------------------------
 
 
-def _roi_origin(setup: Setup) -> tuple[int, int, int]:
-    fmin, fmax, smin, smax = setup.roi
-    fmin, smin = max(fmin, 0), max(smin, 0)
-    fmax = min(fmax, setup.fpixels - 1)
-    return fmin, smin, fmax - fmin + 1
-
-
 def _roi_order(setup: Setup, s: np.ndarray, f: np.ndarray) -> np.ndarray:
     """Index of each pixel in the ROI's raster order (what the kernel's trigger compares)."""
-    fmin, smin, width = _roi_origin(setup)
-    return ((s - smin) * width + (f - fmin)).astype(np.int32)
+    fmin, fmax, smin, _ = roi_bounds(setup)
+    return ((s - smin) * (fmax - fmin + 1) + (f - fmin)).astype(np.int32)
 
 
 def _trigger(setup: Setup, params: Params):
     if setup.interpolate:
-        p, k = _interpolation_switch(setup, params)
+        p, k = interpolation_switch(setup, params)
         return (jnp.int32(int(p)), jnp.int32(int(k)))
     return (jnp.int32(0), jnp.int32(0))
 
@@ -165,23 +101,23 @@ def _c_values(det: dict, p: int, setup: Setup) -> dict:
     idx_ok = np.flatnonzero(pass_flat)
     if idx_ok.size:
         last = np.unravel_index(idx_ok[-1], (T, n, n, S))
-        first = np.unravel_index(idx_ok[0], (T, n, n, S))
         h = hkl[last + (Phi - 1, D - 1)]
         F_latt = float(det["F_latt"][p][last + (Phi - 1, D - 1)])
     else:
-        last = first = None
+        last = None
         h = np.zeros(3)
         F_latt = 0.0
     valid = np.flatnonzero(det["valid"][p].reshape(-1))
     F_cell = float(det["F_cell"][p].reshape(-1)[valid[-1]]) if valid.size else 0.0
-    if setup.nopolar and not setup.oversample_polar:
-        polar = 1.0
-    elif first is None:
-        polar = 0.0
+    # the factors the pixel was scaled by (the kernel's choice), or with
+    # -oversample_thick/_polar/_omega the last one applied, as the C loop variable holds it
+    if setup.oversample_polar:
+        polar = 0.0 if last is None else float(det["polar"][p][last])
     else:
-        polar = float(det["polar"][p][last if setup.oversample_polar else first])
-    omega = float(det["omega"][p][(T - 1, n - 1, n - 1) if setup.oversample_omega else (0, 0, 0)])
-    capture = float(det["capture"][p][(T - 1, n - 1, n - 1) if setup.oversample_thick else (T - 1, 0, 0)])
+        polar = float(det["polar_used"][p])
+    omega = float(det["omega"][p][T - 1, n - 1, n - 1] if setup.oversample_omega else det["omega_used"][p])
+    capture = float(det["capture"][p][T - 1, n - 1, n - 1] if setup.oversample_thick
+                    else det["capture_used"][p])
     return dict(
         stol=float(det["stol"][p][T - 1, n - 1, n - 1, S - 1]),
         pos=det["pos"][p][T - 1, n - 1, n - 1],
@@ -348,11 +284,12 @@ def interpolation_warning(exp: Experiment) -> Optional[list[str]]:
     setup = exp.setup
     if not setup.interpolate:
         return None
-    p_star, k_star = (int(x) for x in _interpolation_switch(setup, exp.params))
+    p_star, k_star = (int(x) for x in interpolation_switch(setup, exp.params))
     K = setup.subpaths_per_pixel
     if k_star >= K:
         return None
-    fmin, smin, width = _roi_origin(setup)
+    fmin, fmax, smin, _ = roi_bounds(setup)
+    width = fmax - fmin + 1
     s, f = smin + p_star // width, fmin + p_star % width
     det = pixel_details(exp, [(s, f)], (jnp.int32(p_star), jnp.int32(k_star)))
     hkl = det["hkl"][0]

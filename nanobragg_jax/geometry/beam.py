@@ -44,28 +44,43 @@ def dispersion_step(setup: Setup, params: Params) -> Array:
     return jnp.zeros_like(params.dispersion)
 
 
-def sources(setup: Setup, params: Params) -> Sources:
-    """Build the source list (directions and wavelengths)."""
-    if setup.source_mode == "file":
-        toward = V.unitize(params.source_dirs)
-        return Sources(incident=-toward, wavelength=params.source_wavelengths * 1e-10)
-
-    beam = V.unitize(params.beam_vector)
-    polar = V.unitize(params.polar_vector)
-    vert = V.unitize(V.cross(beam, polar))
+def divergence_angles(setup: Setup, params: Params) -> tuple[Array, Array]:
+    """Horizontal and vertical tilts (rad) of the kept raster points: tick·step − range/2."""
     hstep, vstep = divergence_steps(setup, params)
     hrange, vrange = params.hdivrange * MRAD, params.vdivrange * MRAD
     tics = jnp.asarray(setup.div_tics, dtype=params.wavelength.dtype).reshape(-1, 2)
-    hdiv = hstep * tics[:, 0] - hrange / 2.0
-    vdiv = vstep * tics[:, 1] - vrange / 2.0
-    start = -SOURCE_DISTANCE * beam
-    tilted = V.rotate_about_axis(V.rotate_about_axis(start, polar, vdiv), vert, hdiv)  # (n,3)
-    toward = V.unitize(tilted)
+    return hstep * tics[:, 0] - hrange / 2.0, vstep * tics[:, 1] - vrange / 2.0
 
+
+def source_positions(setup: Setup, params: Params) -> Array:
+    """Positions (m) of the generated raster's sources, (n_div, 3), 10 m up-beam.
+
+    The point −10 m·beam is tilted by vdiv about the polarisation axis, then by hdiv
+    about beam × polarisation (the C program's order).
+    """
+    beam = V.unitize(params.beam_vector)
+    polar = V.unitize(params.polar_vector)
+    vert = V.unitize(V.cross(beam, polar))
+    hdiv, vdiv = divergence_angles(setup, params)
+    start = -SOURCE_DISTANCE * beam
+    return V.rotate_about_axis(V.rotate_about_axis(start, polar, vdiv), vert, hdiv)
+
+
+def wavelengths(setup: Setup, params: Params) -> Array:
+    """Wavelengths (m) of the dispersion ticks: λ0·(1 + tick·Δ − dispersion/2), (W,)."""
     dstep = dispersion_step(setup, params)
     disp = params.dispersion / 100.0
     ticks = jnp.arange(setup.dispsteps, dtype=params.wavelength.dtype)
-    lam = params.wavelength * 1e-10 * (1.0 + dstep * ticks - disp / 2.0)  # (W,)
+    return params.wavelength * 1e-10 * (1.0 + dstep * ticks - disp / 2.0)
+
+
+def sources(setup: Setup, params: Params) -> Sources:
+    """Build the source list (directions and wavelengths): divergence-major, wavelength-minor."""
+    if setup.source_mode == "file":
+        toward = V.unitize(params.source_dirs)
+        return Sources(incident=-toward, wavelength=params.source_wavelengths * 1e-10)
+    toward = V.unitize(source_positions(setup, params))
+    lam = wavelengths(setup, params)
     n_div = toward.shape[0]
     toward = jnp.repeat(toward, setup.dispsteps, axis=0)
     lam = jnp.tile(lam, n_div)

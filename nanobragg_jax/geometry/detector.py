@@ -23,13 +23,12 @@ plane, the C program replaces their ratio by DBL_MIN; so do we.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import jax.numpy as jnp
 from jax import Array
 
 from ..config import Params, Setup
-from ..safe import safe_norm
 from . import vectors as V
 
 MM = 1e-3
@@ -78,16 +77,25 @@ def close_point_on_detector(setup: Setup, params: Params) -> tuple[Array, Array]
     return params.close_center[0] * MM, params.close_center[1] * MM
 
 
+def detector_normal(setup: Setup, params: Params, fdet: Array, sdet: Array) -> Array:
+    """The unrotated detector normal: unit(odet) if the setup keeps it, else unit(fdet × sdet).
+
+    The C program keeps the given normal only if it has unit length and otherwise
+    regenerates it from the (unit) fast and slow axes.  That choice is made once, on the
+    host, as ``Setup.odet_given``; the normal used is unit-normalised, so the image (and
+    its gradient) depends only on the direction of ``params.odet`` — and not at all on
+    ``params.odet`` when it is not kept.
+    """
+    if setup.odet_given:
+        return V.unitize(params.odet)
+    return V.unitize(V.cross(fdet, sdet))
+
+
 def detector_frame(setup: Setup, params: Params) -> DetectorFrame:
     """Rotate the detector and place it, following the C program's pivot rules."""
     f0 = V.unitize(params.fdet)
     s0 = V.unitize(params.sdet)
-    o_raw = params.odet
-    o_norm = safe_norm(o_raw)
-    # The C program keeps odet only if it was given with unit length; otherwise
-    # it regenerates it as fdet × sdet.  (A discrete choice: the comparison
-    # carries no gradient, and each branch is differentiable on its own.)
-    o0 = jnp.where(o_norm == 1.0, o_raw, V.unitize(V.cross(f0, s0)))
+    o0 = detector_normal(setup, params, f0, s0)
     beam = V.unitize(params.beam_vector)
     tt_axis = params.twotheta_axis
     rot = jnp.deg2rad(params.detector_rotation)
@@ -133,29 +141,84 @@ def layer_thickness(setup: Setup, params: Params) -> Array:
     return params.thickness * UM / setup.thick_divisor
 
 
-def subpixel_positions(setup: Setup, frame: DetectorFrame, spixel: Array, fpixel: Array,
-                       layer_step: Array) -> Array:
-    """Lab positions (m) of every layer × sub-pixel of the given pixels.
+def roi_bounds(setup: Setup) -> tuple[int, int, int, int]:
+    """The rendered window (fmin, fmax, smin, smax), inclusive, clipped to the detector.
 
-    Returns shape (..., thicksteps, n, n, 3) for pixel index arrays of shape (...),
-    with the sub-pixel loops ordered slow then fast, as in the C program.
+    Empty when fmax < fmin or smax < smin.  Raster order inside it is slow-major.
+    """
+    fmin, fmax, smin, smax = setup.roi
+    return (max(fmin, 0), min(fmax, setup.fpixels - 1), max(smin, 0), min(smax, setup.spixels - 1))
+
+
+class Rays(NamedTuple):
+    """The sub-pixel rays of some pixels, as x, y, z component arrays of shape (T, n, n, *pixels).
+
+    Components with the pixel axes last make every later step a plain elementwise loop
+    over pixels (the fast kernel's layout); ``subpixel_positions`` gives (..., T, n, n, 3).
+    """
+
+    position: tuple[Array, Array, Array]  # P (m), lab frame
+    direction: tuple[Array, Array, Array]  # d̂ = P/|P|
+    airpath: Array  # |P| (m)
+
+
+def subpixel_coordinate(index, tick, n: int, pixel_size):
+    """Fdet (or Sdet), m: the centre of sub-pixel ``tick`` of pixel ``index`` along one axis.
+
+    δ·(index·n + tick) + δ/2 with δ = pixel_size/n (the C program's expression).
+    """
+    sub = pixel_size / n
+    return sub * (index * n + tick) + sub / 2.0
+
+
+def subpixel_rays(setup: Setup, frame: DetectorFrame, spixel: Array, fpixel: Array,
+                  layer_step: Array, first_only: bool = False) -> Rays:
+    """Positions, unit directions and distances of every layer × sub-pixel of the given pixels.
+
+    P = pix0 + Fdet·fdet + Sdet·sdet + Odet·odet with Fdet = δ(f·n + j + ½),
+    Sdet = δ(s·n + i + ½), Odet = t·Δt (δ = pixel/n); sub-pixel loops slow (i) then
+    fast (j), as in the C program; on a curved detector P is then mapped onto the sphere.
+    ``spixel``/``fpixel`` are integer arrays of any (common) shape.  ``first_only``:
+    only the first sub-pixel of the first layer (T = n = 1 in the shapes).
     """
     n = setup.oversample
     dtype = frame.pix0.dtype
-    sub = frame.pixel_size / n
-    ticks = jnp.arange(n, dtype=dtype)
-    Fdet = sub * (fpixel[..., None].astype(dtype) * n + ticks) + sub / 2.0  # (..., n)
-    Sdet = sub * (spixel[..., None].astype(dtype) * n + ticks) + sub / 2.0
-    Odet = jnp.arange(setup.thicksteps, dtype=dtype) * layer_step  # (T,)
-    pos = (
-        frame.pix0
-        + Fdet[..., None, None, :, None] * frame.fdet
-        + Sdet[..., None, :, None, None] * frame.sdet
-        + Odet[:, None, None, None] * frame.odet
+    spixel, fpixel = jnp.asarray(spixel), jnp.asarray(fpixel)
+    pix = (1,) * spixel.ndim
+    n_ticks, n_layers = (1, 1) if first_only else (n, setup.thicksteps)
+    ticks = jnp.arange(n_ticks, dtype=dtype).reshape((n_ticks,) + pix)
+    Fdet = subpixel_coordinate(fpixel.astype(dtype)[None], ticks, n, frame.pixel_size)  # (n, ...)
+    Sdet = subpixel_coordinate(spixel.astype(dtype)[None], ticks, n, frame.pixel_size)
+    Odet = (jnp.arange(n_layers, dtype=dtype) * layer_step).reshape((-1, 1, 1) + pix)
+    pos = tuple(
+        frame.pix0[c]
+        + Fdet[None, None] * frame.fdet[c]
+        + Sdet[None, :, None] * frame.sdet[c]
+        + Odet * frame.odet[c]
+        for c in range(3)
     )
     if setup.curved_detector:
-        pos = curve_onto_sphere(frame, pos)
-    return pos
+        curved = curve_onto_sphere(frame, jnp.stack(pos, axis=-1))
+        pos = tuple(curved[..., c] for c in range(3))
+    airpath = jnp.sqrt(pos[0] * pos[0] + pos[1] * pos[1] + pos[2] * pos[2])
+    return Rays(pos, tuple(p / airpath for p in pos), airpath)
+
+
+def pixels_first(components: tuple[Array, Array, Array], n_pixel_axes: int) -> Array:
+    """(T, n, n, *pixels) components → one (*pixels, T, n, n, 3) array (the general layout)."""
+    stacked = jnp.stack(components, axis=-1)
+    k = n_pixel_axes
+    return jnp.moveaxis(stacked, (0, 1, 2), (k, k + 1, k + 2))
+
+
+def subpixel_positions(setup: Setup, frame: DetectorFrame, spixel: Array, fpixel: Array,
+                       layer_step: Array) -> Array:
+    """Lab positions (m) of every layer × sub-pixel of the given pixels: (..., T, n, n, 3).
+
+    The points of ``subpixel_rays`` for pixel index arrays of shape (...).
+    """
+    rays = subpixel_rays(setup, frame, spixel, fpixel, layer_step)
+    return pixels_first(rays.position, jnp.ndim(spixel))
 
 
 def curve_onto_sphere(frame: DetectorFrame, pos: Array) -> Array:
@@ -178,14 +241,20 @@ def solid_angle(setup: Setup, frame: DetectorFrame, airpath: Array) -> Array:
 
 
 def capture_fraction(setup: Setup, mu: Array, diffracted: Array, odet: Array,
-                     layer_step: Array) -> Array:
-    """Fraction of photons absorbed in each sensor layer, shape (…, T, n, n).
+                     layer_step: Array, layer: Optional[int] = None) -> Array:
+    """Fraction of the photons along each ray absorbed in sensor layer(s) (dimensionless).
 
-    Layer t of thickness Δ along a ray with obliquity ρ = d·odet absorbs
+    Layer t of thickness Δ (m) along a ray with obliquity ρ = d̂·odet absorbs
     exp(−tΔμ/ρ) − exp(−(t+1)Δμ/ρ), μ (1/m) the attenuation coefficient.
+    ``diffracted`` (..., 3): with ``layer`` None it is (..., T, n, n, 3) and every layer
+    is evaluated (shape (..., T, n, n)); with ``layer`` = t only that layer (shape (...)).
+    Without a sensor the fraction is 1.
     """
     if not setup.has_thickness:
         return jnp.ones(diffracted.shape[:-1], diffracted.dtype)
     parallax = V.dot(diffracted, odet)
-    t = jnp.arange(setup.thicksteps, dtype=diffracted.dtype)[:, None, None]
+    if layer is None:
+        t = jnp.arange(setup.thicksteps, dtype=diffracted.dtype)[:, None, None]
+    else:
+        t = float(layer)
     return jnp.exp(-t * layer_step * mu / parallax) - jnp.exp(-(t + 1) * layer_step * mu / parallax)
