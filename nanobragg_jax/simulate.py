@@ -51,16 +51,30 @@ def _needs_wide_edges(setup: Setup, params: Params) -> bool:
             and jnp.result_type(params.wavelength) == jnp.float32)
 
 
-def simulate(setup: Setup, params: Params) -> Array:
+def simulate(setup: "Setup | Model", params: Params | None = None) -> Array:
     """Render the detector image (photons per pixel), shape (spixels, fpixels).
 
-    Args:
-      setup: static description (hashable; changing it recompiles).
-      params: continuous parameters; the image has their floating dtype and is
-        differentiable with respect to every one of them.
+    Two ways to call it:
+
+    * ``simulate(model)`` — a ``nanobragg_jax.Model``; it is lowered with
+      ``nanobragg_jax.lower`` (cheap, traceable) and rendered.  ``jax.grad`` and
+      ``jax.vmap`` of a function of the model reach every float leaf of it.
+    * ``simulate(setup, params)`` — the lowered form: ``setup`` static (hashable;
+      changing it recompiles), ``params`` continuous; the image has their floating
+      dtype and is differentiable with respect to every one of them.
+
     Returns:
       Array of shape (spixels, fpixels); pixels outside the ROI or masked are 0.
     """
+    from .model import Model, lower
+
+    if isinstance(setup, Model):
+        if params is not None:
+            raise TypeError("simulate(model) takes no params: they come from the model")
+        setup, params = lower(setup)
+    elif params is None:
+        raise TypeError("simulate() takes a Model, or a Setup and its Params")
+    setup.check_params(params)
     if _needs_wide_edges(setup, params):
         wide = params.astype(jnp.float64)
         return _simulate_dispatch(setup, wide).astype(jnp.float32)
