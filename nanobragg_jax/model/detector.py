@@ -38,7 +38,8 @@ CONVENTION_VECTORS = {
     # The C program's initial values, kept by CUSTOM for every vector not given.
     "CUSTOM": ((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 0, 1)),
 }
-_VECTOR_INDEX = {"beam": 0, "fast": 1, "slow": 2, "normal": 3, "twotheta_axis": 4, "polar": 5, "spindle": 6}
+_VECTOR_INDEX = {"beam": 0, "fast": 1, "fast_axis": 1, "slow": 2, "slow_axis": 2, "normal": 3,
+                 "twotheta_axis": 4, "polar": 5, "spindle": 6}
 
 
 def convention_vector(convention: str, which: str) -> np.ndarray:
