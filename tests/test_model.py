@@ -166,7 +166,7 @@ def test_unequal_spectrum_weights_are_refused():
 
 
 def test_with_size_sets_N_like_the_command_line():
-    c = nb.Crystal(cell=CELL, default_F=1).with_size(0.00105)  # 10.5 cells of 100 Å → 11
+    c = nb.Crystal(cell=CELL, default_F=1).with_size(0.000105)  # 1050 Å = 10.5 cells of 100 Å → 11
     np.testing.assert_array_equal(c.N, [11, 11, 11])
 
 
@@ -227,7 +227,7 @@ def cli_models(draw):
     px = draw(st.sampled_from([0.1, 0.15]))
     f = lambda lo, hi: draw(st.floats(lo, hi, allow_nan=False, allow_infinity=False))  # noqa: E731
     cell = (f(60, 120), f(60, 120), f(60, 120), f(85, 95), f(85, 95), f(85, 95))
-    N = (f(2, 6), f(2, 6), f(2, 6))
+    N = tuple(float(draw(st.integers(2, 6))) for _ in range(3))  # the C program reads N with atoi
     misset = (f(-30, 30), f(-30, 30), f(-30, 30))
     lam = f(4.0, 7.0)
     dist = f(60, 150)
