@@ -142,10 +142,14 @@ class Setup:
             return tuple(np.shape(x))
 
         if self.has_hkl:
-            want = tuple(hi - lo + 2 for lo, hi in zip(self.hkl_min, self.hkl_max))
-            if shape(params.F_grid) != want:
-                raise ValueError(f"Params.F_grid has shape {shape(params.F_grid)}; Setup.hkl_min/hkl_max "
-                                 f"{self.hkl_min}..{self.hkl_max} need {want} (with the C padding layer)")
+            # The C program's grid carries one zero layer past hkl_max; the kernel never
+            # reads it, so a grid of exactly the index range is accepted too.
+            want = tuple(hi - lo + 1 for lo, hi in zip(self.hkl_min, self.hkl_max))
+            got = shape(params.F_grid)
+            if len(got) != 3 or any(g not in (w, w + 1) for g, w in zip(got, want)):
+                raise ValueError(f"Params.F_grid has shape {got}; Setup.hkl_min/hkl_max "
+                                 f"{self.hkl_min}..{self.hkl_max} need {tuple(w + 1 for w in want)} "
+                                 f"(with the C padding layer) or {want}")
         D = self.mosaic_domains
         if shape(params.mosaic_axes) != (D, 3) or shape(params.mosaic_caps) != (D,):
             raise ValueError(f"Params.mosaic_axes/mosaic_caps must have shapes ({D}, 3)/({D},) for "
