@@ -99,6 +99,74 @@ class Setup:
     tile_pixels: int = 0
     odet_given: bool = False
 
+    def __post_init__(self) -> None:
+        # Invariants of the static description (ValueError naming the field).
+        for name in ("spixels", "fpixels", "oversample", "thicksteps", "phisteps", "mosaic_domains",
+                     "dispsteps", "n_sources"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"Setup.{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.convention not in CONVENTIONS:
+            raise ValueError(f"Setup.convention must be one of {CONVENTIONS}, got {self.convention!r}")
+        if self.pivot not in PIVOTS:
+            raise ValueError(f"Setup.pivot must be one of {PIVOTS}, got {self.pivot!r}")
+        if self.shape not in SHAPES:
+            raise ValueError(f"Setup.shape must be one of {SHAPES}, got {self.shape!r}")
+        if self.source_mode not in ("generated", "file"):
+            raise ValueError(f"Setup.source_mode must be 'generated' or 'file', got {self.source_mode!r}")
+        if len(self.div_tics) < 1:
+            raise ValueError("Setup.div_tics must keep at least one divergence raster point")
+        if any(h < 0 or v < 0 for h, v in self.div_tics):
+            raise ValueError("Setup.div_tics must hold non-negative (h, v) raster indices")
+        if self.source_mode == "generated" and self.n_sources != len(self.div_tics) * self.dispsteps:
+            raise ValueError(f"Setup.n_sources ({self.n_sources}) must equal the kept divergence points "
+                             f"({len(self.div_tics)}) × dispsteps ({self.dispsteps})")
+        if self.thick_divisor <= 0:
+            raise ValueError(f"Setup.thick_divisor must be positive, got {self.thick_divisor}")
+        if len(self.roi) != 4:
+            raise ValueError("Setup.roi must be (fmin, fmax, smin, smax)")
+        fmin, fmax, smin, smax = self.roi
+        if fmax < fmin or smax < smin:
+            raise ValueError(f"Setup.roi needs fmin ≤ fmax and smin ≤ smax, got {self.roi}")
+        if fmin > self.fpixels - 1 or smin > self.spixels - 1 or fmax < 0 or smax < 0:
+            raise ValueError(f"Setup.roi {self.roi} lies entirely off the {self.fpixels}×{self.spixels} detector")
+        if any(lo > hi for lo, hi in zip(self.hkl_min, self.hkl_max)):
+            raise ValueError(f"Setup.hkl_min {self.hkl_min} must not exceed hkl_max {self.hkl_max}")
+        if self.tile_pixels < 0:
+            raise ValueError(f"Setup.tile_pixels must be ≥ 0, got {self.tile_pixels}")
+
+    def check_params(self, params: "Params") -> None:
+        """Check that the shapes of ``params`` fit this setup (shapes only: safe under tracing).
+
+        Raises ValueError naming the field: the F grid against the HKL range (the C
+        program's padded grid is one larger than the range on each axis), the mosaic
+        draws against the domain count, file sources against the source count, the
+        mask against the detector.
+        """
+        def shape(x):
+            return tuple(np.shape(x))
+
+        if self.has_hkl:
+            # The C program's grid carries one zero layer past hkl_max; the kernel never
+            # reads it, so a grid of exactly the index range is accepted too.
+            want = tuple(hi - lo + 1 for lo, hi in zip(self.hkl_min, self.hkl_max))
+            got = shape(params.F_grid)
+            if len(got) != 3 or any(g not in (w, w + 1) for g, w in zip(got, want)):
+                raise ValueError(f"Params.F_grid has shape {got}; Setup.hkl_min/hkl_max "
+                                 f"{self.hkl_min}..{self.hkl_max} need {tuple(w + 1 for w in want)} "
+                                 f"(with the C padding layer) or {want}")
+        D = self.mosaic_domains
+        if shape(params.mosaic_axes) != (D, 3) or shape(params.mosaic_caps) != (D,):
+            raise ValueError(f"Params.mosaic_axes/mosaic_caps must have shapes ({D}, 3)/({D},) for "
+                             f"Setup.mosaic_domains = {D}")
+        if self.source_mode == "file":
+            n = self.n_sources
+            if shape(params.source_dirs) != (n, 3) or shape(params.source_wavelengths) != (n,):
+                raise ValueError(f"Params.source_dirs/source_wavelengths must have shapes ({n}, 3)/({n},) "
+                                 f"for Setup.n_sources = {n}")
+        if self.has_mask and shape(params.mask) != (self.spixels, self.fpixels):
+            raise ValueError(f"Params.mask has shape {shape(params.mask)}, the detector is "
+                             f"({self.spixels}, {self.fpixels})")
+
     @property
     def n_subpixels(self) -> int:
         return self.oversample * self.oversample
@@ -114,14 +182,14 @@ class Setup:
 
 
 def _pytree_dataclass(cls):
-    cls = dataclass(cls)
+    cls = dataclass(frozen=True)(cls)
     names = [f.name for f in fields(cls)]
     return jax.tree_util.register_dataclass(cls, data_fields=names, meta_fields=[])
 
 
 @_pytree_dataclass
 class Params:
-    """Continuous parameters of a simulation, in user units (a pytree of arrays).
+    """Continuous parameters of a simulation, in user units (a frozen pytree of arrays).
 
     Crystal: ``cell`` (a, b, c Å; α, β, γ deg), ``recip_matrix`` (3×3, Å⁻¹,
     columns a*, b*, c*; used when ``Setup.orientation == "matrix"``), ``misset``
@@ -207,3 +275,4 @@ class Experiment:
     options: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
     log: list = field(default_factory=list)
+    model: Any = None  # the nanobragg_jax.model.Model the flags describe

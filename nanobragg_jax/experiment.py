@@ -26,14 +26,8 @@ from .config import Experiment, Params, Setup
 from .flags import (RTD, CState, FlagError, _apply_c_flag_loop, _read_image_headers, read_unused_inputs,
                     validate_argv)
 
-CONVENTION_VECTORS = {
-    # beam, fdet, sdet, odet, twotheta_axis, polar, spindle
-    "ADXV": ((0, 0, 1), (1, 0, 0), (0, -1, 0), (0, 0, 1), (-1, 0, 0), (1, 0, 0), (1, 0, 0)),
-    "MOSFLM": ((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 0, -1), (0, 0, 1), (0, 0, 1)),
-    "DENZO": ((1, 0, 0), (0, 0, 1), (0, -1, 0), (1, 0, 0), (0, 0, -1), (0, 0, 1), (0, 0, 1)),
-    "XDS": ((0, 0, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 0, 0), (1, 0, 0), (1, 0, 0)),
-    "DIALS": ((0, 0, 1), (1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 0), (0, 1, 0), (0, 1, 0)),
-}
+from .io.errors import InputFileError  # noqa: E402
+from .model.detector import CONVENTION_VECTORS, default_pivot  # noqa: E402
 
 
 def _isnan(x: float) -> bool:
@@ -150,22 +144,6 @@ def _mosaic_domains(st: CState, log: list) -> None:
             st.mosaic_domains = 1
 
 
-def _divergence_tics(st: CState) -> list[tuple[int, int]]:
-    """Raster points kept by the round-divergence cut, in the C program's order."""
-    kept = []
-    for ht in range(st.hdivsteps):
-        for vt in range(st.vdivsteps):
-            hdiv = st.hdivstep * ht - st.hdivrange / 2.0
-            vdiv = st.vdivstep * vt - st.vdivrange / 2.0
-            with np.errstate(divide="ignore", invalid="ignore"):
-                test = np.float64(hdiv * hdiv - st.hdivstep * st.hdivstep / 4.0 * (1 - st.hdivsteps % 2)) / np.float64(st.hdivrange) / np.float64(st.hdivrange)
-                test += np.float64(vdiv * vdiv - st.vdivstep * st.vdivstep / 4.0 * (1 - st.vdivsteps % 2)) / np.float64(st.vdivrange) / np.float64(st.vdivrange)
-            if st.round_div and test * 4.0 > 1.1:
-                continue
-            kept.append((ht, vt))
-    return kept
-
-
 def _load_structure_factors(st: CState, log: list):
     """HKL file (and write the Fdump cache), or the cache, or nothing."""
     if st.hklfilename is None and not os.path.exists(st.dumpfilename):
@@ -215,10 +193,14 @@ def _unit(v) -> np.ndarray:
     return v / n if n != 0 else np.zeros(3)
 
 
-def resolve(st: CState) -> Experiment:
-    """Apply the C program's defaults and precedence to the parsed flag state."""
-    log: list[str] = []
-    # -- detector size --------------------------------------------------------
+# ----------------------------------------------------------------------------
+# resolve: the C program's defaults and precedence, stage by stage, in its order.
+# Each stage reads and completes the flag state; the last ones build the model.
+# ----------------------------------------------------------------------------
+
+
+def _stage_detector_size(st: CState) -> None:
+    """Pixel counts from -detpixels or -detsize/-pixel (the C rounding)."""
     if st.pixel_size <= 0:
         raise FlagError("-pixel: the pixel size must be positive")
     if st.fpixels:
@@ -230,7 +212,9 @@ def resolve(st: CState) -> Experiment:
     if st.fpixels <= 0 or st.spixels <= 0:
         raise FlagError("-detpixels/-detsize: the detector must have at least one pixel")
 
-    # -- fluence --------------------------------------------------------------
+
+def _stage_fluence(st: CState, log: list) -> None:
+    """Fluence from flux × exposure / beam size², and the beam clipping the crystal."""
     if st.flux != 0.0 and st.exposure > 0.0 and st.beamsize >= 0:
         st.fluence = st.flux * st.exposure / st.beamsize / st.beamsize
     if st.beamsize >= 0:
@@ -243,7 +227,9 @@ def resolve(st: CState) -> Experiment:
     if not math.isfinite(st.fluence):
         raise FlagError("-fluence/-flux: the fluence must be finite (check -beamsize)")
 
-    # -- near point, beam centre, ROI -----------------------------------------
+
+def _stage_near_point_and_roi(st: CState) -> tuple[float, float, list]:
+    """Near point (Fclose, Sclose) from -ORGX/-ORGY or the centre; the ROI with its defaults."""
     Fclose = (st.ORGX - 0.5) * st.pixel_size if not _isnan(st.ORGX) else NAN_
     Sclose = (st.ORGY - 0.5) * st.pixel_size if not _isnan(st.ORGY) else NAN_
     if _isnan(Fclose):
@@ -267,7 +253,14 @@ def resolve(st: CState) -> Experiment:
         raise FlagError("-roi: xmin xmax ymin ymax must satisfy xmin ≤ xmax and ymin ≤ ymax")
     if roi[0] > st.fpixels - 1 or roi[2] > st.spixels - 1 or roi[1] < 0 or roi[3] < 0:
         raise FlagError("-roi: the region lies entirely off the detector")
+    return Fclose, Sclose, roi
 
+
+def _stage_convention(st: CState) -> np.ndarray:
+    """Beam centre defaults in the convention's axes; the convention's vectors and pivot.
+
+    Returns the unit beam vector.
+    """
     conv = st.beam_convention
     px = st.pixel_size
     if conv == "ADXV":
@@ -285,25 +278,35 @@ def resolve(st: CState) -> Experiment:
             st.Xbeam = st.Xclose
         if _isnan(st.Ybeam):
             st.Ybeam = st.Yclose
-    if conv in CONVENTION_VECTORS:
+    if conv in CONVENTION_VECTORS and conv != "CUSTOM":
         (st.beam_vector, st.fdet_vector, st.sdet_vector, st.odet_vector, st.twotheta_axis,
          st.polar_vector, st.spindle_vector) = [list(map(float, v)) for v in CONVENTION_VECTORS[conv]]
-        st.detector_pivot = "SAMPLE" if conv in ("XDS", "DIALS") else "BEAM"
-    beam_unit = _unit(st.beam_vector)
+        st.detector_pivot = default_pivot(conv)
     for name, vec in (("-fdet_vector", st.fdet_vector), ("-sdet_vector", st.sdet_vector),
                       ("-beam_vector", st.beam_vector), ("-polar_vector", st.polar_vector),
                       ("-spindle_axis", st.spindle_vector), ("-twotheta_axis", st.twotheta_axis)):
         if not any(float(x) != 0.0 for x in vec):
             raise FlagError(f"{name}: the direction vector is zero")
+    return _unit(st.beam_vector)
 
-    # -- structure factors and cell must exist (the C program's usage exit) --
+
+def _stage_required_inputs(st: CState) -> None:
+    """Structure factors and a cell must exist (the C program's usage exit); λ must be usable."""
     hkl_missing = st.hklfilename is None and not os.path.exists(st.dumpfilename) and st.default_F == 0.0
     if hkl_missing:
         raise FlagError("no structure factors: give -hkl FILE or -default_F F (or an Fdump.bin cache)")
     if st.matfilename is None and st.cell[0] == 0.0:
         raise FlagError("no unit cell: give -cell a b c alpha beta gamma or -mat FILE")
+    # Checked here, before the matrix stage divides by it.
+    if st.lambda0 <= 0 or not math.isfinite(st.lambda0):
+        raise FlagError("-lambda/-energy: the wavelength must be positive and finite")
 
-    # -- sampling counts ------------------------------------------------------
+
+def _stage_sampling(st: CState, log: list) -> dict:
+    """φ, divergence, dispersion, sensor layers and mosaic domains with their "auto" rules.
+
+    Returns the divisors (step = range/divisor; 0 = the step as given).
+    """
     _phi_steps(st)
     st.hdivsteps, st.hdivrange, st.hdivstep, hdiv_div = _auto_steps(
         st.hdivsteps, st.hdivrange, st.hdivstep, steps_only_range=1.0)
@@ -313,11 +316,16 @@ def resolve(st: CState) -> Experiment:
         st.dispsteps, st.dispersion, st.dispstep, steps_only_range=1.0)
     thick_div = _thickness(st)
     _mosaic_domains(st, log)
-
     if st.interpolate > 1:
         st.interpolate = 1 if (st.Na <= 2 or st.Nb <= 2 or st.Nc <= 2) else 0
+    if disp_div not in (0.0, float(st.dispsteps - 1)):
+        # The C program's rule for -dispsteps with a negative -dispersion: a 100 % band.
+        raise FlagError("-dispersion: the spectral width must not be negative")
+    return dict(hdiv=hdiv_div, vdiv=vdiv_div, disp=disp_div, thick=thick_div)
 
-    # -- cell ------------------------------------------------------------------
+
+def _stage_cell(st: CState) -> tuple[Optional[list], Optional[np.ndarray]]:
+    """Cell constants (Å, deg) with the C program's fill-ins, and the -mat orientation (Å⁻¹)."""
     cell = list(st.cell)
     if st.user_cell:
         if cell[1] <= 0.0:
@@ -337,19 +345,21 @@ def resolve(st: CState) -> Experiment:
         metric = 1.0 - ca * ca - cb * cb - cg * cg + 2.0 * ca * cb * cg
         if skew == 0.0 or metric <= 1e-12:
             raise FlagError("-cell: no parallelepiped has these angles (impossible cell)")
-    recip_matrix = np.eye(3)
+    orientation = None
     if st.matfilename is not None:
         # A matrix wins over -cell (the C program reads it after the cell).
         from .io.matrix import read_mosflm_matrix
 
         m = np.asarray(read_mosflm_matrix(st.matfilename), np.float64)
-        recip_matrix = m * (1e-10 / st.lambda0)
-        if not np.all(np.isfinite(recip_matrix)) or abs(np.linalg.det(recip_matrix)) == 0.0:
+        orientation = m * (1e-10 / st.lambda0)
+        if not np.all(np.isfinite(orientation)) or abs(np.linalg.det(orientation)) == 0.0:
             raise FlagError(f"-mat {st.matfilename}: the matrix is singular or not finite")
-    orientation = "matrix" if st.matfilename is not None else "cell"
+    cell_deg = cell[:3] + [c * RTD for c in cell[3:]] if st.user_cell else None
+    return cell_deg, orientation
 
-    # -- misset ---------------------------------------------------------------
-    misset_deg = [0.0, 0.0, 0.0]
+
+def _stage_misset(st: CState, log: list) -> list:
+    """Misset angles (deg): given, random (from -misset_seed or the clock), or none."""
     if st.misset[0] == -1.0:
         from .rng import random_misset_angles
 
@@ -358,136 +368,92 @@ def resolve(st: CState) -> Experiment:
         seed = st.misset_seed if st.misset_seed is not None else -_time_seed()
         ang = random_misset_angles(seed)
         log.append("random orientation misset angles: %f %f %f deg" % tuple(np.asarray(ang) * RTD))
-        misset_deg = [float(x) * RTD for x in ang]
-    elif st.misset[0] > 0.0:
-        misset_deg = [st.misset[1] * RTD, st.misset[2] * RTD, st.misset[3] * RTD]
+        return [float(x) * RTD for x in ang]
+    if st.misset[0] > 0.0:
+        return [st.misset[1] * RTD, st.misset[2] * RTD, st.misset[3] * RTD]
+    return [0.0, 0.0, 0.0]
 
-    # -- structure factors ----------------------------------------------------
-    hkl = _load_structure_factors(st, log)
-    has_hkl = hkl is not None and hkl.count > 0
-    if hkl is None:
-        F_grid = np.zeros((1, 1, 1))
-        hkl_min, hkl_max = (0, 0, 0), (0, 0, 0)
-    else:
-        F_grid = np.asarray(hkl.grid, np.float64)
-        hkl_min = (int(hkl.h_min), int(hkl.k_min), int(hkl.l_min))
-        hkl_max = (int(hkl.h_max), int(hkl.k_max), int(hkl.l_max))
-    if not has_hkl:
-        st.interpolate = 0
 
-    # -- sources --------------------------------------------------------------
+def _stage_sources(st: CState, beam_unit: np.ndarray):
+    """A -sourcefile as a Spectrum (the C program ignores its weights), or the raster check."""
+    from .model import Spectrum, divergence_raster
+
     if st.sourcefilename is not None:
         rows = _sources_from_file(st, beam_unit)
-        source_mode = "file"
-        div_tics: list = [(0, 0)]
-        n_sources = rows.shape[0]
-        source_dirs = rows[:, 0:3]
-        source_lambda = rows[:, 4] * 1e10
-    else:
-        source_mode = "generated"
-        div_tics = _divergence_tics(st)
-        if not div_tics:
-            raise FlagError("divergence: the round-divergence cut left no source (use -square_div)")
-        n_sources = len(div_tics) * st.dispsteps
-        source_dirs = np.zeros((1, 3))
-        source_lambda = np.zeros((1,))
+        return Spectrum(wavelengths=rows[:, 4] * 1e10, directions=rows[:, 0:3])
+    if st.round_div and not divergence_raster(st.hdivrange, st.vdivrange, st.hdivstep, st.vdivstep,
+                                              st.hdivsteps, st.vdivsteps, True):
+        raise FlagError("divergence: the round-divergence cut left no source (use -square_div)")
+    return None
 
-    # -- mosaic domains --------------------------------------------------------
-    from .rng import mosaic_domain_draws
 
-    axes, caps = mosaic_domain_draws(st.mosaic_spread, st.mosaic_domains, st.mosaic_seed)
-    axes = np.asarray(axes, np.float64).reshape(st.mosaic_domains, 3)
-    caps = np.asarray(caps, np.float64).reshape(st.mosaic_domains)
-    if st.mosaic_spread <= 0.0:
-        caps = np.zeros_like(caps)
+def _divergence(st: CState, div: dict):
+    """The divergence raster in the model's terms (mrad; step None = range/(steps − 1))."""
+    from .model import Divergence
 
-    # -- assemble Params (user units) ------------------------------------------
+    def step(steps, rng, given, divisor):
+        if divisor and divisor == steps - 1:
+            return None  # derived from the range: stays differentiable in it
+        return given * 1e3 if not divisor else rng * 1e3 / divisor
+
+    return Divergence(h_range=st.hdivrange * 1e3, v_range=st.vdivrange * 1e3,
+                      h_steps=st.hdivsteps, v_steps=st.vdivsteps,
+                      h_step=step(st.hdivsteps, st.hdivrange, st.hdivstep, div["hdiv"]),
+                      v_step=step(st.vdivsteps, st.vdivrange, st.vdivstep, div["vdiv"]),
+                      round=st.round_div)
+
+
+def _stage_model(st: CState, div: dict, cell, orientation, misset, hkl, spectrum,
+                 Fclose: float, Sclose: float, roi: list):
+    """The flag state as a ``Model`` (before the crystal-size and oversampling stage)."""
+    from . import model as M
+
+    sf = M.StructureFactors.from_grid(hkl) if (hkl is not None and hkl.count > 0) else None
     close_given = not _isnan(st.close_distance)
-    mask = st.mask if st.mask is not None else np.ones((1, 1))
-    params = dict(
-        cell=np.array(cell[:3] + [c * RTD for c in cell[3:]], np.float64),
-        recip_matrix=recip_matrix,
-        misset=np.array(misset_deg),
-        N=np.array([st.Na, st.Nb, st.Nc]),
-        fudge=np.float64(st.fudge),
-        default_F=np.float64(st.default_F),
-        F_grid=F_grid,
-        phi0=np.float64(st.phi0 * RTD),
-        phistep=np.float64(st.phistep * RTD),
-        mosaic_spread=np.float64(st.mosaic_spread * RTD),
-        mosaic_axes=axes,
-        mosaic_caps=caps,
-        distance=np.float64(st.distance * 1e3),
-        close_distance=np.float64(st.close_distance * 1e3 if close_given else 0.0),
-        beam_center=np.array([st.Xbeam * 1e3, st.Ybeam * 1e3]),
-        close_center=np.array([Fclose * 1e3, Sclose * 1e3]),
-        pixel_size=np.float64(st.pixel_size * 1e3),
-        detector_rotation=np.array([st.detector_rotx, st.detector_roty, st.detector_rotz]) * RTD,
-        twotheta=np.float64(st.detector_twotheta * RTD),
-        fdet=np.array(st.fdet_vector, np.float64),
-        sdet=np.array(st.sdet_vector, np.float64),
-        odet=np.array(st.odet_vector, np.float64),
-        beam_vector=np.array(st.beam_vector, np.float64),
-        polar_vector=np.array(st.polar_vector, np.float64),
-        spindle_axis=np.array(st.spindle_vector, np.float64),
-        twotheta_axis=np.array(st.twotheta_axis, np.float64),
-        thickness=np.float64(st.detector_thick * 1e6),
-        attenuation_depth=np.float64((1.0 / st.detector_mu) * 1e6 if st.detector_mu > 0 else 1.0),
-        mask=np.asarray(mask, np.float64),
-        wavelength=np.float64(st.lambda0 * 1e10),
-        dispersion=np.float64(st.dispersion * 100.0),
-        hdivrange=np.float64(st.hdivrange * 1e3),
-        vdivrange=np.float64(st.vdivrange * 1e3),
-        hdivstep=np.float64(st.hdivstep * 1e3),
-        vdivstep=np.float64(st.vdivstep * 1e3),
-        source_dirs=np.asarray(source_dirs, np.float64),
-        source_wavelengths=np.asarray(source_lambda, np.float64),
-        kahn_factor=np.float64(st.polarization),
-        fluence=np.float64(st.fluence),
-        water_size=np.float64(st.water_size * 1e6),
-        dmin=np.float64(st.dmin * 1e10),
-    )
-    setup = Setup(
-        spixels=st.spixels,
-        fpixels=st.fpixels,
-        roi=tuple(roi),
-        oversample=1,
-        thicksteps=st.detector_thicksteps,
-        thick_divisor=thick_div,
-        phisteps=st.phisteps,
-        mosaic_domains=st.mosaic_domains,
-        source_mode=source_mode,
-        div_tics=tuple(div_tics),
-        hdiv_divisor=hdiv_div,
-        vdiv_divisor=vdiv_div,
-        dispsteps=st.dispsteps if source_mode == "generated" else 1,
-        disp_divisor=disp_div,
-        n_sources=n_sources,
-        convention=conv,
-        pivot=st.detector_pivot,
-        close_distance_given=close_given,
-        orientation=orientation,
-        shape=st.xtal_shape,
-        interpolate=bool(st.interpolate),
-        has_hkl=has_hkl,
-        hkl_min=hkl_min,
-        hkl_max=hkl_max,
-        oversample_thick=st.oversample_thick,
-        oversample_polar=st.oversample_polar,
-        oversample_omega=st.oversample_omega,
-        point_pixel=st.point_pixel,
-        curved_detector=st.curved_detector,
-        nopolar=st.nopolar,
-        use_dmin=st.dmin > 0.0,
-        has_water=st.water_size != 0.0,
-        has_mask=st.mask is not None,
-        has_thickness=st.detector_thick > 0.0,
-        # the C program keeps odet only if it has unit length (else fdet × sdet)
-        odet_given=math.sqrt(sum(float(x) ** 2 for x in st.odet_vector)) == 1.0,
-    )
-    # -- host-side geometry for the C program's decisions ----------------------
+    crystal = M.Crystal(
+        cell=cell, orientation=orientation, misset=misset,
+        N=[max(st.Na, 1.0), max(st.Nb, 1.0), max(st.Nc, 1.0)],  # the C program's floor of 1 cell
+        default_F=st.default_F, structure_factors=sf, fudge=st.fudge, shape=st.xtal_shape,
+        interpolate=bool(st.interpolate) and sf is not None)
+    beam = M.Beam(
+        wavelength=st.lambda0 * 1e10, direction=list(st.beam_vector), polarization_axis=list(st.polar_vector),
+        kahn_factor=st.polarization, apply_polarization=not st.nopolar, fluence=st.fluence,
+        dispersion=st.dispersion * 100.0, dispersion_steps=st.dispsteps,
+        divergence=_divergence(st, div), spectrum=spectrum)
+    panel = M.NanoBraggPanel(
+        convention=st.beam_convention, pivot=st.detector_pivot, n_fast=st.fpixels, n_slow=st.spixels,
+        pixel_size=st.pixel_size * 1e3, distance=st.distance * 1e3,
+        close_distance=st.close_distance * 1e3 if close_given else None,
+        beam_center=[st.Xbeam * 1e3, st.Ybeam * 1e3], close_center=[Fclose * 1e3, Sclose * 1e3],
+        rotations=[st.detector_rotx * RTD, st.detector_roty * RTD, st.detector_rotz * RTD],
+        twotheta=st.detector_twotheta * RTD, twotheta_axis=list(st.twotheta_axis),
+        fast_axis=list(st.fdet_vector), slow_axis=list(st.sdet_vector), normal=list(st.odet_vector),
+        mask=st.mask, roi=tuple(roi))
+    sensor = M.Sensor(
+        thickness=st.detector_thick * 1e6,
+        attenuation_depth=(1.0 / st.detector_mu) * 1e6 if st.detector_mu > 0 else 1.0,
+        layers=st.detector_thicksteps, layer_divisor=div["thick"])
+    detector = M.Detector(
+        panels=(panel,), sensor=sensor, oversample=max(st.oversample, 1),
+        oversample_thick=st.oversample_thick, oversample_polar=st.oversample_polar,
+        oversample_omega=st.oversample_omega, point_pixel=st.point_pixel, curved=st.curved_detector)
+    goniometer = M.Goniometer(axis=list(st.spindle_vector), phi0=st.phi0 * RTD, phi_step=st.phistep * RTD,
+                              phi_steps=st.phisteps)
+    mosaicity = M.Mosaicity(spread=st.mosaic_spread * RTD, domains=st.mosaic_domains, seed=st.mosaic_seed)
+    return M.Model(crystal=crystal, beam=beam, detector=detector, goniometer=goniometer, mosaicity=mosaicity,
+                   water=st.water_size * 1e6, dmin=st.dmin * 1e10 if st.dmin > 0 else None)
+
+
+def _stage_size_and_oversample(st: CState, model, log: list):
+    """Crystal size → N and the automatic oversampling, from the lowered geometry (float64).
+
+    Returns (model, geometry dict, recommended oversample, largest crystal edge in m).
+    """
+    from .model import lower, oversample_rule
+
+    setup, params = lower(model)
     with jax.enable_x64(True):
-        p64 = Params(**{k: jnp.asarray(v, jnp.float64) for k, v in params.items()})
+        p64 = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params)
         geo = derived_geometry(setup, p64)
     if not math.isfinite(geo["distance"]) or abs(geo["distance"]) > 1e6:
         raise FlagError("detector geometry: the detector plane is parallel to the beam "
@@ -500,12 +466,8 @@ def resolve(st: CState) -> Experiment:
     if st.sample_z > 0:
         st.Nc = float(math.ceil(st.sample_z / c_len))
     st.Na, st.Nb, st.Nc = (max(st.Na, 1.0), max(st.Nb, 1.0), max(st.Nc, 1.0))
-    params["N"] = np.array([st.Na, st.Nb, st.Nc])
     xtal_max = max(a_len * st.Na, b_len * st.Nb, c_len * st.Nc)
-    reciprocal_pixel = st.lambda0 * geo["distance"] / st.pixel_size
-    recommended = int(math.ceil(3.0 * xtal_max / reciprocal_pixel)) if reciprocal_pixel > 0 else 1
-    if recommended <= 0:
-        recommended = 1
+    recommended = oversample_rule(xtal_max, st.lambda0, geo["distance"], st.pixel_size)
     if st.oversample <= 0 and recommended > MAX_AUTO_OVERSAMPLE:
         raise FlagError(
             f"automatic oversampling would need {recommended}×{recommended} sub-pixels per pixel "
@@ -514,14 +476,14 @@ def resolve(st: CState) -> Experiment:
     oversample = st.oversample if st.oversample > 0 else recommended
     if st.oversample <= 0:
         log.append(f"auto-selected {oversample}-fold oversampling")
-    setup = _replace(setup, oversample=oversample)
+    model = model.replace(crystal=model.crystal.replace(N=np.array([st.Na, st.Nb, st.Nc])),
+                          detector=model.detector.replace(oversample=oversample))
+    return model, geo, recommended, xtal_max
 
-    if st.lambda0 <= 0 or not math.isfinite(st.lambda0):
-        raise FlagError("-lambda/-energy: the wavelength must be positive and finite")
 
-    dtype = np.float32 if st.dtype == "float32" else np.float64
-    params_obj = Params(**{k: np.asarray(v, dtype) for k, v in params.items()})
-    options = dict(
+def _stage_options(st: CState) -> dict:
+    """Host-side facts for the command line: outputs, seeds, printing."""
+    return dict(
         floatfile=st.floatfilename, intfile=st.intfilename, noisefile=st.noisefilename,
         pgmfile=st.pgmfilename, pngfile=st.pngfilename, write_pgm=st.write_pgm,
         calculate_noise=st.calculate_noise, intfile_scale=st.intfile_scale,
@@ -529,14 +491,49 @@ def resolve(st: CState) -> Experiment:
         printout=st.printout, printout_pixel=st.printout_pixel, trace_pixel=st.trace_pixel,
         progress=st.progress_meter, dtype=st.dtype, help=st.help, given=set(st.given),
     )
+
+
+def resolve(st: CState) -> Experiment:
+    """Apply the C program's defaults and precedence to the parsed flag state.
+
+    argv → flag state → (these stages) → ``Model`` → ``lower`` → Setup + Params.
+    Values the model rejects (its own invariants) are reported as ``FlagError``.
+    """
+    log: list[str] = []
+    _stage_detector_size(st)
+    _stage_fluence(st, log)
+    Fclose, Sclose, roi = _stage_near_point_and_roi(st)
+    beam_unit = _stage_convention(st)
+    _stage_required_inputs(st)
+    div = _stage_sampling(st, log)
+    cell, orientation = _stage_cell(st)
+    misset = _stage_misset(st, log)
+    hkl = _load_structure_factors(st, log)
+    spectrum = _stage_sources(st, beam_unit)
+    try:
+        model = _stage_model(st, div, cell, orientation, misset, hkl, spectrum, Fclose, Sclose, roi)
+        model, geo, recommended, xtal_max = _stage_size_and_oversample(st, model, log)
+        from .model import lower
+
+        setup, params = lower(model)
+    except FlagError:
+        raise
+    except (ValueError, NotImplementedError) as err:
+        if isinstance(err, InputFileError):
+            raise
+        raise FlagError(f"invalid experiment: {err}") from err
+    if st.dtype == "float32":
+        params = params.astype(np.float32)
     info = dict(geo)
     info.update(Xbeam=st.Xbeam, Ybeam=st.Ybeam, Xclose=st.Xclose, Yclose=st.Yclose,
                 detsize_f=st.detsize_f, detsize_s=st.detsize_s, lambda0=st.lambda0,
                 osc=st.osc, phi0=st.phi0, twotheta=st.detector_twotheta,
                 hkl_count=(hkl.count if hkl is not None else 0), recommended_oversample=recommended,
                 detector_mu=st.detector_mu, thickstep=st.detector_thickstep,
-                divsteps=len(div_tics), xtal_size_max=xtal_max)
-    return Experiment(setup=setup, params=params_obj, options=options, info=info, log=log)
+                divsteps=len(setup.div_tics) if setup.source_mode == "generated" else 1,
+                xtal_size_max=xtal_max)
+    return Experiment(setup=setup, params=params, options=_stage_options(st), info=info, log=log,
+                      model=model)
 
 
 NAN_ = float("nan")

@@ -36,13 +36,20 @@ def _needs_wide_edges(setup: Setup, params: Params) -> bool:
             and jnp.result_type(params.wavelength) == jnp.float32)
 
 
-def simulate(setup: Setup, params: Params, *, devices: Optional[int] = None) -> Array:
+def simulate(setup: "Setup | Model", params: Optional[Params] = None, *,
+             devices: Optional[int] = None) -> Array:
     """Render the detector image (photons per pixel), shape (spixels, fpixels).
 
+    Two ways to call it:
+
+    * ``simulate(model)`` — a ``nanobragg_jax.Model``; it is lowered with
+      ``nanobragg_jax.lower`` (cheap, traceable) and rendered.  ``jax.grad`` and
+      ``jax.vmap`` of a function of the model reach every float leaf of it.
+    * ``simulate(setup, params)`` — the lowered form: ``setup`` static (hashable;
+      changing it recompiles), ``params`` continuous; the image has their floating
+      dtype and is differentiable with respect to every one of them.
+
     Args:
-      setup: static description (hashable; changing it recompiles).
-      params: continuous parameters; the image has their floating dtype and is
-        differentiable with respect to every one of them.
       devices: how many CPU devices to spread the tiles over (``shard_map``).
         XLA:CPU runs one program on one core; with several CPU devices
         (``jax.config.update("jax_num_cpu_devices", k)`` at start-up) k cores render
@@ -51,6 +58,15 @@ def simulate(setup: Setup, params: Params, *, devices: Optional[int] = None) -> 
     Returns:
       Array of shape (spixels, fpixels); pixels outside the ROI or masked are 0.
     """
+    from .model import Model, lower
+
+    if isinstance(setup, Model):
+        if params is not None:
+            raise TypeError("simulate(model) takes no params: they come from the model")
+        setup, params = lower(setup)
+    elif params is None:
+        raise TypeError("simulate() takes a Model, or a Setup and its Params")
+    setup.check_params(params)
     n_dev = default_devices() if devices is None else max(1, int(devices))
     if _needs_wide_edges(setup, params):
         wide = params.astype(jnp.float64)
