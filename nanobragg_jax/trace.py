@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import kernel, physics
+from ._compiled import setup_jit
 from .config import Experiment, Params, Setup
 from .geometry import detector as det_geo
 
@@ -40,7 +41,7 @@ MAX_SUBPATH_LINES = 20000
 # ---------------------------------------------------------------------------------------------
 
 
-@partial(jax.jit, static_argnames=("setup",))
+@setup_jit(static_argnames=("setup",))  # bounded cache of compiled setups (cli branch)
 def _interpolation_switch(setup: Setup, params: Params):
     """(ROI index, sub-path index) where the C program turns tricubic interpolation off."""
     from .simulate import _roi_pixels, _tiles
@@ -83,7 +84,7 @@ def _interpolation_switch(setup: Setup, params: Params):
     return p_star, k_star
 
 
-@partial(jax.jit, static_argnames=("setup",))
+@setup_jit(static_argnames=("setup",))  # bounded cache of compiled setups (cli branch)
 def _details(setup: Setup, params: Params, spixel, fpixel, order, trigger):
     """All per-sub-path quantities of the pixels (spixel, fpixel) (1-D index arrays)."""
     ctx = kernel.build_context(setup, params)
