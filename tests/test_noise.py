@@ -182,3 +182,16 @@ def test_numpy_noise_statistics_roi_and_seed() -> None:
     part, _, _ = noise_image_numpy(img, 3, adc=10.0, roi=roi)
     inside = roi_mask(img.shape, roi)
     assert np.all(part[~inside] == 0) and np.all(part[inside] >= 10)
+
+
+@pytest.mark.parametrize("adc", [40.0, -100.0, 0.0, 40.5])
+def test_numpy_noise_follows_the_uint16_rules(adc: float) -> None:
+    from nanobragg_jax.noise import counts_to_uint16, noise_image_numpy, numpy_generator
+
+    img = np.random.default_rng(1).uniform(0.0, 90000.0, size=(40, 30)).astype(np.float32)
+    img[::3] = 3.0
+    out, photons, overloads = noise_image_numpy(img, 11, adc=adc)
+    counts = numpy_generator(11).poisson(img.astype(np.float64)).astype(np.float64)
+    expected, expected_over = counts_to_uint16(counts, adc)
+    assert np.array_equal(out, expected) and overloads == expected_over > 0
+    assert photons == counts.sum()
