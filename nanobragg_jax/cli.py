@@ -27,16 +27,15 @@ from typing import Optional, Sequence, TextIO
 
 import numpy as np
 
-EXIT_USAGE = 2
 from ._entry import HELP_FLAGS as _HELP_FLAGS
+# help: nanobragg_jax/helptext.py (importable without numpy or JAX, for a quick -h)
+from .helptext import help_text  # noqa: F401  (re-exported)
+
+EXIT_USAGE = 2
 
 
 class CLIError(Exception):
     """A problem that ends the command with one message line (exit status 2)."""
-
-
-# help: nanobragg_jax/helptext.py (importable without numpy or JAX, for a quick -h)
-from .helptext import help_text  # noqa: E402  (re-exported)
 
 
 # ---------------------------------------------------------------------------------------------
