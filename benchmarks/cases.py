@@ -79,12 +79,26 @@ def full_suite(repeats: int = 5, peers: bool = True, torch: bool = True) -> list
                             {"tile_pixels": tile}))
     for dt in DTYPES:
         jobs.append(Job("vmap", "heavy_256_x16", heavy(256), "jax", "vmap", dt, 3, {"batch": 16}))
-    for dt in DTYPES:
-        jobs.append(Job("cli", "canonical_1024", canonical(1024), "jax", "cli", dt, 3))
-    if peers:
-        jobs.append(Job("cli", "canonical_1024", canonical(1024), "c", "cli", "float64", 3))
+    jobs += cli_jobs(repeats=3, peers=peers)
     for dt in DTYPES:
         jobs.append(Job("memory", "heavy_2048", heavy(2048), "jax", "forward", dt, 1))
+    return jobs
+
+
+def cli_jobs(repeats: int = 3, peers: bool = True, small: bool = False) -> list[Job]:
+    """The command's own costs: ``-h``, end to end cold/warm next to the C program, noise."""
+    jobs = [Job("cli_help", "help", ["-h"], "jax", "help", "-", max(3, repeats))]
+    cases = {"canonical_32": canonical(32)} if small else {"canonical_1024": canonical(1024),
+                                                           "heavy_256": heavy(256)}
+    for name, flags in cases.items():
+        for dt in DTYPES if not small else ("float32",):
+            jobs.append(Job("cli", name, flags, "jax", "cli", dt, repeats))
+        if peers:
+            jobs.append(Job("cli", name, flags, "c", "cli", "float64", repeats))
+    n = 64 if small else 1024
+    jobs.append(Job("noise", f"noise_{n}", [], "jax", "noise", "float32", repeats, {"n": n}))
+    jobs.append(Job("noise", f"noise_exact_{n // 4}", [], "jax", "noise", "float32", 1,
+                    {"n": n // 4, "exact": True}))
     return jobs
 
 
@@ -97,6 +111,8 @@ def smoke_suite(peers: bool = True, torch: bool = False) -> list[Job]:
         Job("grad", "heavy_32", heavy(32), "jax", "grad", "float32", 1),
         Job("vmap", "heavy_32_x2", heavy(32), "jax", "vmap", "float32", 1, {"batch": 2}),
         Job("cli", "canonical_32", canonical(32), "jax", "cli", "float32", 1),
+        Job("cli_help", "help", ["-h"], "jax", "help", "-", 1),
+        Job("noise", "noise_64", [], "jax", "noise", "float32", 1, {"n": 64}),
     ]
     if peers:
         jobs.append(Job("main", "canonical_64", canonical(64), "c", "forward", "float64", 1))

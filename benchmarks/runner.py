@@ -211,6 +211,29 @@ def run_cli(job: Job, timeout: float) -> dict:
                 peak_rss_mb=max(r["peak_rss_mb"] for r in runs), method="end to end, persistent cache")
 
 
+def run_help(job: Job, timeout: float) -> dict:
+    """``nanoBragg -h`` end to end (a fresh interpreter each time; must not import JAX)."""
+    cmd = [sys.executable, "-m", "nanobragg_jax", "-h"]
+    times = []
+    for _ in range(max(1, job.repeats)):
+        r = run_process(cmd, env=_python_env(), cwd=str(REPO), timeout=timeout)
+        if r["rc"] != 0:
+            return dict(error=_failure(r))
+        times.append(r["wall_s"])
+    probe = run_process([sys.executable, "-c", "import sys, nanobragg_jax.cli as c; c.help_text(); "
+                         "print('jax' in sys.modules)"], env=_python_env(), cwd=str(REPO), timeout=timeout)
+    return dict(warm_s=min(times), times_s=times, imports_jax=probe["stdout"].strip() == "True",
+                method="python -m nanobragg_jax -h, end to end")
+
+
+def run_noise(job: Job, timeout: float) -> dict:
+    """The noise image of an n×n float image, per megapixel (fresh process, see worker)."""
+    cmd = [sys.executable, "-m", "benchmarks.worker", "--noise", json.dumps(job.spec())]
+    res = run_process(cmd, env=_python_env(), cwd=str(REPO), timeout=timeout)
+    rec = _result_line(res["stdout"])
+    return rec if rec is not None else dict(error=_failure(res))
+
+
 # ---------------------------------------------------------------------------------------------
 # the session
 # ---------------------------------------------------------------------------------------------
@@ -258,6 +281,10 @@ def run_suite(jobs: list[Job], *, devices: int, threads: int, timeout: float, in
         t0 = time.perf_counter()
         if job.impl == "jax" and job.mode == "cli":
             rec = run_cli(job, timeout)
+        elif job.impl == "jax" and job.mode == "help":
+            rec = run_help(job, timeout)
+        elif job.impl == "jax" and job.mode == "noise":
+            rec = run_noise(job, timeout)
         elif job.impl == "jax":
             rec = run_jax(job, devices, timeout, inprocess)
         elif job.impl == "c":

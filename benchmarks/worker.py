@@ -126,8 +126,40 @@ def measure(spec: dict) -> dict:
     return rec
 
 
+def measure_noise(spec: dict) -> dict:
+    """Seconds per megapixel of the command's noise image (numpy sampler, or -noise_exact).
+
+    The input is a synthetic n×n diffraction-like image (float32): a background of ~0.5
+    photons with a lattice of spots of up to 2,000 photons, so both Poisson regimes (small and
+    large means) are exercised.
+    """
+    import numpy as np
+
+    from nanobragg_jax import noise
+
+    n = int(spec.get("extra", {}).get("n", 1024))
+    exact = bool(spec.get("extra", {}).get("exact", False))
+    s, f = np.mgrid[0:n, 0:n]
+    spots = 2000.0 * np.exp(-(((s % 32) - 16.0) ** 2 + ((f % 32) - 16.0) ** 2) / 4.0)
+    image = (0.5 + spots).astype(np.float32)
+    times = []
+    for i in range(max(1, int(spec["repeats"]))):
+        t0 = time.perf_counter()
+        if exact:
+            noise.noise_image_exact(image, -(i + 1), 40.0)
+        else:
+            noise.noise_image_numpy(image, -(i + 1), 40.0)
+        times.append(time.perf_counter() - t0)
+    mpix = n * n / 1e6
+    return dict(pixels=n * n, warm_s=min(times), times_s=times, s_per_mpixel=min(times) / mpix,
+                sampler="noise_image_exact" if exact else "noise_image_numpy")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--noise":
+        print("RESULT " + json.dumps(measure_noise(json.loads(argv[1]))), flush=True)
+        return 0
     devices = 1
     if argv and argv[0] == "--devices":
         devices = int(argv[1])

@@ -5,21 +5,63 @@ Public surface:
   simulate(model) -> Array              the image in photons per pixel (also simulate(setup, params))
   lower(model) -> (Setup, Params)       the kernel's static and differentiable configuration
   from_cli_args(argv) -> Experiment     the C program's flags (and files) → model → Setup, Params
+
+The names are imported on first use (PEP 562), so ``import nanobragg_jax`` and the
+command's ``-h`` do not pay for importing JAX (about 1–3 s); the first use of any export
+imports it.
 """
 
-from .config import Experiment, Params, Setup
-from .experiment import derived_geometry, from_cli_args
-from .flags import FlagError
-from .simulate import simulate
+from __future__ import annotations
 
-# model branch: the typed experiment model and its lowering
-from .model import (Beam, Crystal, Detector, Divergence, Goniometer, Model, Mosaicity, NanoBraggPanel,
-                    Panel, Sensor, Spectrum, StructureFactors, lower, recommended_oversample)
+import importlib
+import sys
+import types
 
-__all__ = [
-    "Experiment", "FlagError", "Params", "Setup", "derived_geometry", "from_cli_args", "simulate",
-    # model branch
-    "Beam", "Crystal", "Detector", "Divergence", "Goniometer", "Model", "Mosaicity", "NanoBraggPanel",
-    "Panel", "Sensor", "Spectrum", "StructureFactors", "lower", "recommended_oversample",
-]
+# name -> submodule that defines it.  (Branches add their exports in one contiguous block.)
+_EXPORTS: dict[str, str] = {
+    "Experiment": "config",
+    "Params": "config",
+    "Setup": "config",
+    "derived_geometry": "experiment",
+    "from_cli_args": "experiment",
+    "FlagError": "flags",
+    "simulate": "simulate",
+    # model branch: the typed experiment model and its lowering
+    **{name: "model" for name in (
+        "Beam", "Crystal", "Detector", "Divergence", "Goniometer", "Model", "Mosaicity", "NanoBraggPanel",
+        "Panel", "Sensor", "Spectrum", "StructureFactors", "lower", "recommended_oversample")},
+}
+
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+class _Package(types.ModuleType):
+    """Keeps exported functions visible when a submodule of the same name is imported.
+
+    Importing the submodule ``nanobragg_jax.simulate`` makes Python set the package
+    attribute ``simulate`` to that module; the export ``simulate`` (the function) must win,
+    as it did when this file imported it eagerly.
+    """
+
+    def __setattr__(self, name: str, value) -> None:
+        if (isinstance(value, types.ModuleType) and _EXPORTS.get(name) == name
+                and value.__name__ == f"{__name__}.{name}"):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -1,5 +1,5 @@
 """``python -m nanobragg_jax`` runs the nanoBragg command line."""
 
-from .cli import main
+from ._entry import main
 
 raise SystemExit(main())

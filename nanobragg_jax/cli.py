@@ -7,7 +7,8 @@ Outputs, as the C program writes them (defaults in brackets):
   always written;
 * ``-pgmfile`` [image.pgm]: 8-bit preview, written unless ``-nopgm``;
 * ``-noisefile`` [noiseimage.img]: SMV image with Poisson noise, written unless ``-nonoise``;
-* ``-pngfile`` (ours, no default): the PGM preview as a PNG.
+* ``-pngfile`` (ours, no default): a preview to look at — logarithmic grey scale (dark =
+  bright), the beam centre as a red cross, resolution rings in blue.
 
 Every output is written atomically (temporary file in the same folder, then rename) and only
 after the whole command has succeeded; every bad input ends the program with one line
@@ -26,105 +27,15 @@ from typing import Optional, Sequence, TextIO
 
 import numpy as np
 
+from ._entry import HELP_FLAGS as _HELP_FLAGS
+# help: nanobragg_jax/helptext.py (importable without numpy or JAX, for a quick -h)
+from .helptext import help_text  # noqa: F401  (re-exported)
+
 EXIT_USAGE = 2
-_HELP_FLAGS = ("-h", "-help", "--help")
 
 
 class CLIError(Exception):
     """A problem that ends the command with one message line (exit status 2)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# help
-# ---------------------------------------------------------------------------------------------
-
-_GROUP_TITLES = {
-    "crystal": "Crystal",
-    "beam": "Beam",
-    "detector": "Detector",
-    "output": "Output",
-    "misc": "Other",
-}
-
-
-def help_text(width: int = 100) -> str:
-    """Usage and every flag with its value(s), units and default, generated from flags.FLAGS."""
-    from .flags import FLAGS
-
-    lines = [
-        "usage: nanoBragg -cell a b c alpha beta gamma (or -mat FILE) -hkl FILE (or -default_F F) [flags]",
-        "",
-        "Simulates the diffraction image of a perfect-lattice nanocrystal (the nanoBragg C program,",
-        "rebuilt on JAX).  Flags and outputs follow the C program; lengths in mm, angles in degrees,",
-        "wavelength in Angstrom unless stated.  Writes floatimage.bin, intimage.img, image.pgm and",
-        "noiseimage.img by default (see -nopgm, -nonoise).",
-    ]
-    groups: dict[str, list] = {}
-    for spec in FLAGS:
-        groups.setdefault(spec.group, []).append(spec)
-    for group in ("crystal", "beam", "detector", "output", "misc"):
-        specs = groups.get(group, [])
-        if not specs:
-            continue
-        lines += ["", _GROUP_TITLES.get(group, group.title()) + ":"]
-        for spec in specs:
-            lines.append(_help_entry(spec))
-    lines += [
-        "",
-        "Exit status: 0 on success, 2 on a bad flag, value or input file (one line on stderr).",
-        "Environment: NANOBRAGG_JAX_CACHE=0 (or a folder) controls the compiled-kernel cache",
-        "(default ~/.cache/nanobragg-jax); NANOBRAGG_DEBUG=1 shows a traceback on internal errors.",
-        "Full reference: docs/cli.md.",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _value_words(spec) -> str:
-    if spec.kind == "flag":
-        return ""
-    if spec.names[0] == "-cell":
-        return "a b c al be ga"
-    if spec.kind == "misset":
-        return "x y z|random"
-    if spec.kind == "str":
-        return "FILE"
-    if spec.kind == "pivot":
-        return "beam|sample"
-    if spec.kind == "dtype":
-        return "float64|float32"
-    if spec.kind == "abs":
-        return "DEPTH|inf"
-    if spec.names[0] in ("-printout_pixel",):
-        return "f s"
-    if spec.names[0] in ("-trace_pixel",):
-        return "s f"
-    if spec.names[0] == "-roi":
-        return "xmin xmax ymin ymax"
-    word = "N" if spec.kind == "int" else "X"
-    return " ".join([word] * spec.nargs)
-
-
-def _help_entry(spec) -> str:
-    names = " ".join(spec.names)
-    values = _value_words(spec)
-    left = f"  {names} {values}".rstrip()
-    details = spec.help
-    extras = []
-    if spec.units and spec.units != "file":
-        extras.append(f"units: {spec.units}")
-    if spec.default:
-        extras.append(f"default: {spec.default}")
-    if extras:
-        details += " [" + "; ".join(extras) + "]"
-    import textwrap
-
-    body = textwrap.wrap(details, width=max(40, 100 - 34)) or [""]
-    pad = " " * 34
-    if len(left) < 34:
-        first = [f"{left:<34}{body[0]}"]
-    else:
-        first = [left, pad + body[0]]
-    return "\n".join(first + [pad + b for b in body[1:]])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,6 +267,37 @@ def _enable_compilation_cache() -> None:
         pass
 
 
+def _threads_of(argv: Sequence[str]) -> int:
+    """Cores to render on: the last ``-nthreads N`` (checked later), else every core we may use."""
+    n = None
+    for i, a in enumerate(argv[:-1]):
+        if a == "-nthreads":
+            try:
+                n = int(argv[i + 1])
+            except ValueError:
+                n = None  # validate_argv names the bad value
+    if n is None or n < 1:
+        try:
+            n = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            n = os.cpu_count() or 1
+    return max(1, n)
+
+
+def _use_cores(jax, n: int) -> None:
+    """Expose ``n`` CPU devices so that ``simulate`` spreads its tiles over ``n`` cores.
+
+    XLA:CPU runs one program on one core; ``simulate`` divides the tiles between the CPU
+    devices with ``shard_map``.  The command owns its process, so it may set this before
+    JAX's backend starts (a library must leave that choice to the program; see
+    docs/performance.md).
+    """
+    try:
+        jax.config.update("jax_num_cpu_devices", int(n))
+    except Exception:  # backend already started (main() called from a program): keep its devices
+        pass
+
+
 def _dtype_of(argv: Sequence[str]) -> str:
     for i, a in enumerate(argv):
         if a == "-dtype" and i + 1 < len(argv) and argv[i + 1] == "float32":
@@ -493,7 +435,7 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO, cache_warni
     from .io import smv as smv_io
     from .io._files import atomic_write_bytes
 
-    preview = pgm_io.pgm_pixels(image32, pgm_scale, roi) if (opts.get("write_pgm") or opts.get("pngfile")) else None
+    preview = _png_preview(exp, image32) if opts.get("pngfile") else None
     noise = None
     clock.lap("statistics and integer images")
     if opts.get("calculate_noise"):
@@ -525,8 +467,9 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO, cache_warni
             staged.add("-pgmfile", opts["pgmfile"],
                        lambda tmp: atomic_write_bytes(tmp, pgm_io.pgm_bytes(image32, pgm_scale, roi)))
         if opts.get("pngfile"):
-            print(f"writing {opts['pngfile']} as 8-bit PNG (scaled by {report.g(pgm_scale)})", file=out)
-            staged.add("-pngfile", opts["pngfile"], lambda tmp: pgm_io.write_png(tmp, preview))
+            rgb, note = preview
+            print(f"writing {opts['pngfile']} as an RGB PNG preview ({note})", file=out)
+            staged.add("-pngfile", opts["pngfile"], lambda tmp: pgm_io.write_png(tmp, rgb))
         if noise is not None:
             data, photons, overloads = noise
             print("%.0f photons on noise image (%d overloads)" % (photons, overloads), file=out)
@@ -537,6 +480,35 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO, cache_warni
     clock.lap("write files")
     clock.total()
     return 0
+
+
+def _png_preview(exp, image32: np.ndarray):
+    """The -pngfile picture (RGB array) and a log note saying what it shows."""
+    from .io import pgm as pgm_io
+    from .report import g
+
+    info = exp.info
+    pixel_m = float(exp.params.pixel_size) / 1000.0
+    pix0, fdet, sdet, beam = (np.asarray(info[k], np.float64) for k in ("pix0", "fdet", "sdet", "beam"))
+    beam_pixel = None
+    normal = np.cross(fdet, sdet)
+    if abs(float(beam @ normal)) > 1e-12 and pixel_m > 0:
+        hit = beam * float(pix0 @ normal) / float(beam @ normal) - pix0  # beam spot, from pix0
+        beam_pixel = (float(hit @ sdet) / pixel_m - 0.5, float(hit @ fdet) / pixel_m - 0.5)
+    rings: list = []
+    dmap = None
+    try:
+        dmap = pgm_io.resolution_map(image32.shape, pix0, fdet, sdet, beam, pixel_m, float(info["lambda0"]))
+        rings = pgm_io.ring_resolutions(dmap)
+    except (KeyError, ValueError, FloatingPointError):
+        pass
+    rgb = pgm_io.preview_rgb(image32, tuple(exp.setup.roi), beam_pixel, dmap, rings)
+    note = "log scale, dark = bright"
+    if beam_pixel is not None:
+        note += f"; beam centre (red) at fast {beam_pixel[1]:.1f} slow {beam_pixel[0]:.1f}"
+    if rings:
+        note += "; rings (blue) at " + " ".join(g(d) for d in rings) + " A"
+    return rgb, note
 
 
 class _Clock:
@@ -559,7 +531,7 @@ class _Clock:
 
 
 def _noise(exp, image32: np.ndarray, adc: float, seed: int):
-    """The noise image: C-identical (-noise_exact) or the fast jax.random path."""
+    """The noise image: C-identical (-noise_exact) or numpy's Poisson sampler (default)."""
     from . import noise as noise_mod
 
     roi = tuple(exp.setup.roi)
@@ -568,10 +540,8 @@ def _noise(exp, image32: np.ndarray, adc: float, seed: int):
         if seed > 0:
             statics = _statics_before_noise(exp)
         return noise_mod.noise_image_exact(image32, seed, adc, roi, statics)
-    import jax
-
-    key = jax.random.PRNGKey(np.uint32(seed & 0xFFFFFFFF))
-    return noise_mod.noise_image_fast(image32, key, adc, roi)
+    # numpy's compiled Poisson sampler: milliseconds per megapixel, nothing to compile
+    return noise_mod.noise_image_numpy(image32, seed, adc, roi)
 
 
 def _statics_before_noise(exp):
@@ -674,6 +644,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     import jax
 
+    if console:
+        _use_cores(jax, _threads_of(args))
     previous = bool(jax.config.jax_enable_x64)
     jax.config.update("jax_enable_x64", _dtype_of(args) == "float64")
     if console:

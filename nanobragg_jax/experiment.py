@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._compiled import setup_jit
 from .config import Experiment, Params, Setup
 from .flags import (RTD, CState, FlagError, _apply_c_flag_loop, _read_image_headers, read_unused_inputs,
                     validate_argv)
@@ -552,7 +553,7 @@ def _time_seed() -> int:
     return int(time.time())
 
 
-@partial(jax.jit, static_argnums=0)
+@setup_jit(static_argnames=("setup",))  # bounded cache of compiled setups (cli branch)
 def _geometry_arrays(setup: Setup, params: Params):
     from .geometry import crystal as crystal_geo
     from .geometry import detector as det_geo

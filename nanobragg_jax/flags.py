@@ -20,9 +20,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import numpy as np
-
-from .config import Experiment, Params, Setup
+# No numpy or .config (JAX) import at module level: the flag table must load in a few
+# milliseconds for `nanoBragg -h` (cli branch).
 
 RTD = 180.0 / math.pi
 
@@ -169,6 +168,7 @@ FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec(("-trace_pixel",), "int", 2, "pixels", "", "trace every intermediate of pixel s f (not in the C program)", "output"),
     FlagSpec(("-progress",), "flag", 0, "", "", "progress bar", "output"),
     FlagSpec(("-noprogress",), "flag", 0, "", "", "no progress bar", "output"),
+    FlagSpec(("-nthreads",), "int", 1, "", "all cores", "CPU cores to render on, like OMP_NUM_THREADS for the C program (not in the C program)", "misc"),
     FlagSpec(("-dtype",), "dtype", 1, "", "float64", "arithmetic precision: float64 or float32 (not in the C program)", "output"),
     FlagSpec(("-stol", "-4stol", "-Q"), "str", 1, "file", "none", "amorphous F(stol) file (read, unused — as in the C program)", "misc"),
     FlagSpec(("-stolout",), "str", 1, "file", "output.stol", "unused, as in the C program", "misc"),
@@ -438,7 +438,7 @@ class CState:
     noise_exact: bool = False
     dtype: str = "float64"
     help: bool = False
-    mask: Optional[np.ndarray] = None
+    mask: Optional["np.ndarray"] = None
     # which flags the user gave, beyond the C variables (for our own outputs)
     given: set = field(default_factory=set)
 
@@ -515,6 +515,8 @@ def _read_image_headers(st: CState, argv: list[str]) -> None:
         smv = read_smv(st.maskfilename)
         st.spixels, st.fpixels = smv.data.shape
         _apply_header(st, smv.header_text, flip_y=True, path=st.maskfilename)
+        import numpy as np
+
         st.mask = np.asarray(smv.data)
     if st.imgfilename is not None:
         smv = read_smv(st.imgfilename)

@@ -7,7 +7,10 @@ short``; pixels outside the ROI stay 0.  Two implementations:
 
 * :func:`noise_image_exact` — bit-identical to the C image for the same seed: a sequential
   host-side loop (the generator has a 32-entry shuffle table, so it cannot be parallelised).
-* :func:`noise_image_fast` — statistically equivalent, vectorised with ``jax.random``.
+* :func:`noise_image_numpy` — statistically equivalent, drawn with numpy's ``Generator``
+  (PCG64) in a few milliseconds per megapixel; what the command uses by default.
+* :func:`noise_image_fast` — statistically equivalent, vectorised with ``jax.random`` (for
+  code that already holds a JAX key; compiling the sampler costs about a second).
 
 Speed of the exact path (CPython 3.11, one core): about 0.5–0.8 s per megapixel for typical
 diffraction images (most pixels below one photon), 2 s at a mean of 5 photons and 3.5 s when
@@ -34,7 +37,7 @@ import numpy as np
 from . import rng
 from .rng import AM, RNMX, RNMX_F32, CStatics, Ran1
 
-__all__ = ["noise_image_exact", "noise_image_fast", "roi_mask", "counts_to_uint16"]
+__all__ = ["noise_image_exact", "noise_image_fast", "noise_image_numpy", "numpy_generator", "roi_mask", "counts_to_uint16"]
 
 ADC_DEFAULT: float = 40.0
 """The C program's default ADC offset (counts)."""
@@ -328,3 +331,75 @@ def noise_image_fast(
     out = np.zeros(img.shape, dtype=np.uint16)
     out[mask] = u16
     return out, float(counts[mask].sum()), overloads
+
+
+def numpy_generator(seed: int) -> np.random.Generator:
+    """numpy's PCG64 generator for a command-line seed (any integer, negative included).
+
+    The seed is mapped one-to-one onto the non-negative integers (2|s| for s ≥ 0, 2|s| − 1
+    for s < 0) because ``SeedSequence`` takes no negative entropy: the same ``-seed`` gives
+    the same image and two different seeds give two independent streams.
+    """
+    seed = int(seed)
+    return np.random.Generator(np.random.PCG64(2 * seed if seed >= 0 else -2 * seed - 1))
+
+
+def noise_image_numpy(
+    float_image: np.ndarray,
+    seed: int,
+    adc: float = ADC_DEFAULT,
+    roi: Optional[Sequence[int]] = None,
+) -> tuple[np.ndarray, float, int]:
+    """Statistically equivalent noise image drawn with numpy (the command's default).
+
+    Counts are Poisson(value) for each pixel inside ``roi`` (value clamped at 0, NaN → 0), or
+    value + sqrt(value)·N(0,1) above 1e6 photons as the C program does; then the same
+    offset/clip/overload/uint16 rules as :func:`noise_image_exact`.  Only pixels inside the ROI
+    draw numbers, in raster order, from :func:`numpy_generator` (``seed``): same seed → same
+    image, but not the C program's sequence (that is :func:`noise_image_exact`).  About
+    0.01–0.03 s per megapixel (numpy's samplers are compiled C).
+
+    Args:
+        float_image: expected photons per pixel, (slow, fast).
+        seed: any integer (the command passes its ``seed`` value, e.g. ``-seed 5`` → −5).
+        adc: ADC offset in counts.
+        roi: (xmin, xmax, ymin, ymax) inclusive, x = fast; None = whole image.
+
+    Returns:
+        (uint16 image, photons (sum of counts inside the ROI), overloads).
+    """
+    img = np.asarray(float_image, dtype=np.float32)
+    if img.ndim != 2:
+        raise ValueError(f"float_image must be 2-D (slow, fast), got shape {img.shape}")
+    if roi is None:
+        window = (slice(None), slice(None))
+    else:
+        xmin, xmax, ymin, ymax = (int(v) for v in roi)
+        window = (slice(max(ymin, 0), max(ymax + 1, 0)), slice(max(xmin, 0), max(xmax + 1, 0)))
+    # one pass: float64, negative → 0 and NaN → 0 (fmax ignores NaN); ±inf → 0 below
+    lam = np.fmax(img[window], 0.0, dtype=np.float64)
+    if not np.isfinite(lam).all():
+        lam[~np.isfinite(lam)] = 0.0
+    gen = numpy_generator(seed)
+    big = lam > 1.0e6
+    if not big.any() and float(adc).is_integer() and abs(adc) < 2.0**52:
+        # common case, exact integers throughout: the same result as counts_to_uint16 (add
+        # the offset, clip above 65535 counting overloads, keep the low 16 bits) in fewer passes
+        counts = gen.poisson(lam)  # int64
+        photons = float(counts.sum())
+        counts += int(adc)
+        over = counts > 65535
+        overloads = int(np.count_nonzero(over))
+        np.minimum(counts, 65535, out=counts)
+        u16 = counts.astype(np.uint16)  # two's-complement wrap = low 16 bits, as the C store
+    else:
+        if big.any():
+            counts = gen.poisson(np.where(big, 0.0, lam)).astype(np.float64)
+            counts[big] = lam[big] + np.sqrt(lam[big]) * gen.standard_normal(int(big.sum()))
+        else:
+            counts = gen.poisson(lam).astype(np.float64)
+        photons = float(counts.sum())
+        u16, overloads = counts_to_uint16(counts, adc)
+    out = np.zeros(img.shape, dtype=np.uint16)
+    out[window] = u16
+    return out, photons, overloads

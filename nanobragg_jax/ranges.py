@@ -122,6 +122,7 @@ RANGES: dict[str, Range] = {
 }
 
 FLAG_QUANTITY: dict[str, str] = {
+    "-nthreads": "positive_count",
     "-pixel": "pixel_size",
     "-distance": "distance", "-close_distance": "distance",
     "-detsize": "detsize", "-detsize_f": "detsize", "-detsize_s": "detsize",

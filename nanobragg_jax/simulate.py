@@ -20,6 +20,7 @@ import numpy as np
 from jax import Array
 
 from . import kernel
+from ._compiled import setup_jit
 from .config import Params, Setup
 from .geometry.detector import roi_bounds
 
@@ -160,7 +161,9 @@ def interpolation_switch(setup: Setup, params: Params) -> tuple[Array, Array]:
     return _interpolation_switch(setup, params, S, F, order, n_valid)
 
 
-@partial(jax.jit, static_argnames=("setup", "n_dev"))
+# cli branch: compiled setups live in a bounded LRU (see _compiled.py: each compiled setup
+# holds hundreds of memory mappings; an unbounded jit cache crashed long sessions)
+@setup_jit(static_argnames=("setup", "n_dev"))
 def _simulate(setup: Setup, params: Params, n_dev: int = 1) -> Array:
     """The jitted renderer behind ``simulate`` (setup static)."""
     dtype = jnp.result_type(params.wavelength)

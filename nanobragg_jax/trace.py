@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import kernel, physics
+from ._compiled import setup_jit
 from .config import Experiment, Params, Setup
 from .geometry.detector import roi_bounds
 from .simulate import interpolation_switch
@@ -41,7 +42,7 @@ MAX_SUBPATH_LINES = 20000
 # ---------------------------------------------------------------------------------------------
 
 
-@partial(jax.jit, static_argnames=("setup",))
+@setup_jit(static_argnames=("setup",))  # bounded cache of compiled setups
 def _details(setup: Setup, params: Params, spixel, fpixel, order, trigger):
     """All per-sub-path quantities of the pixels (spixel, fpixel) (1-D index arrays)."""
     ctx = kernel.build_context(setup, params)

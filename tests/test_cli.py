@@ -197,10 +197,30 @@ def test_pgmscale_flag_and_png_preview(tmp_path):
     _, _, comment, _, pix = _pgm(tmp_path / "image.pgm")
     assert comment == "# pixels scaled by 2"
     assert np.array_equal(pix, np.floor(np.minimum(255.0, img * 2.0)).astype(np.uint8))
-    png = (tmp_path / "preview.png").read_bytes()
+    rgb = _png_rgb(tmp_path / "preview.png")
+    # a preview to read, not the PGM: log grey scale (dark = bright), the beam centre as a
+    # red cross, resolution rings in blue
+    r, g, b = (rgb[..., k].astype(int) for k in range(3))
+    grey = (r == g) & (g == b)
+    order = np.argsort(img[grey], kind="stable")
+    levels = r[grey][order]
+    assert np.all(np.diff(levels) <= 0), "brighter pixels must be darker"
+    assert levels[0] == 255 and levels[-1] <= 5  # empty pixels white, spot cores black
+    spots = grey & (img > 0.01 * img.max()) & (img < 0.1 * img.max())
+    assert spots.any() and np.all(r[spots] < 200)  # spot tails show (a linear scale: >= 229)
+    red = (r == 220) & (g == 30) & (b == 30)
+    ys, xs = np.nonzero(red)
+    assert red.sum() >= 5 and abs(ys.mean() - 31.5) <= 1.0 and abs(xs.mean() - 31.5) <= 1.0
+    assert np.count_nonzero((b > r + 40) & ~grey) > 20  # rings
+    assert "writing preview.png as an RGB PNG preview (log scale" in run.out
+    assert " A)" in run.out and "rings (blue) at" in run.out
+
+
+def _png_rgb(path) -> np.ndarray:
+    png = path.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     w, h, depth, colour = struct.unpack(">IIBB", png[16:26])
-    assert (w, h, depth, colour) == (64, 64, 8, 0)
+    assert (depth, colour) == (8, 2)
     idat = b""
     pos = 8
     while pos < len(png):
@@ -209,9 +229,9 @@ def test_pgmscale_flag_and_png_preview(tmp_path):
         if kind == b"IDAT":
             idat += png[pos + 8:pos + 8 + length]
         pos += 12 + length
-    rows = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(64, 65)
+    rows = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, 3 * w + 1)
     assert np.all(rows[:, 0] == 0)
-    assert np.array_equal(rows[:, 1:], pix)
+    return rows[:, 1:].reshape(h, w, 3)
 
 
 def test_png_without_pgm(tmp_path):

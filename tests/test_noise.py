@@ -145,3 +145,40 @@ def test_fast_noise_matches_exact_statistically_on_golden() -> None:
     total = img.astype(np.float64).sum()
     assert abs(photons_fast / total - 1.0) < 0.03
     assert abs(photons_exact / total - 1.0) < 0.03
+
+
+# -- numpy sampler (the command's default) ------------------------------------------------------
+
+
+def test_numpy_noise_statistics_roi_and_seed() -> None:
+    from nanobragg_jax.noise import noise_image_numpy
+
+    rng = np.random.default_rng(0)
+    img = rng.uniform(0.0, 30.0, size=(128, 96)).astype(np.float32)
+    img[0, 0], img[0, 1], img[0, 2] = np.nan, -5.0, 2.0e6
+    out, photons, overloads = noise_image_numpy(img, -5, adc=40.0)
+    counts = out.astype(np.float64) - 40.0
+    assert out[0, 0] == 40 and out[0, 1] == 40  # NaN and negative means draw 0
+    assert overloads == 1 and out[0, 2] == 65535
+    inner = counts[1:]
+    assert abs(inner.mean() / img[1:].mean() - 1.0) < 0.01
+    assert abs(inner.var() / (img[1:].mean() + img[1:].var()) - 1.0) < 0.05  # Poisson + spread
+    assert np.array_equal(out, noise_image_numpy(img, -5, adc=40.0)[0])
+    assert not np.array_equal(out, noise_image_numpy(img, 5, adc=40.0)[0])
+    roi = (10, 20, 5, 30)
+    part, _, _ = noise_image_numpy(img, 3, adc=10.0, roi=roi)
+    inside = roi_mask(img.shape, roi)
+    assert np.all(part[~inside] == 0) and np.all(part[inside] >= 10)
+
+
+@pytest.mark.parametrize("adc", [40.0, -100.0, 0.0, 40.5])
+def test_numpy_noise_follows_the_uint16_rules(adc: float) -> None:
+    from nanobragg_jax.noise import counts_to_uint16, noise_image_numpy, numpy_generator
+
+    img = np.random.default_rng(1).uniform(0.0, 90000.0, size=(40, 30)).astype(np.float32)
+    img[::3] = 3.0
+    out, photons, overloads = noise_image_numpy(img, 11, adc=adc)
+    counts = numpy_generator(11).poisson(img.astype(np.float64)).astype(np.float64)
+    expected, expected_over = counts_to_uint16(counts, adc)
+    assert np.array_equal(out, expected) and overloads == expected_over > 0
+    assert photons == counts.sum()

@@ -1,0 +1,78 @@
+"""A long library session stays within the kernel's memory-mapping limit.
+
+Every compiled XLA:CPU program holds ~3 memory mappings per fused kernel (about 180–240 for
+one setup's forward render, ~1,600 more for its gradient).  Before the bounded table of
+compiled setups (nanobragg_jax/_compiled.py) they all stayed alive, and a process rendering
+~35 different setups hit vm.max_map_count (65,530) and crashed.  These tests render many
+different setups in one process and check that the number of mappings levels off.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import nanobragg_jax as nb
+from nanobragg_jax import _compiled
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+
+
+def _maps() -> int:
+    gc.collect()
+    with open("/proc/self/maps") as f:
+        return sum(1 for _ in f)
+
+
+def _setup(i: int):
+    # a different detector size each time: a different Setup, a new compiled program
+    exp = nb.from_cli_args(f"-cell {60 + i % 7} 70 80 90 90 90 -default_F 100 -lambda 1.0 -N 2 "
+                           f"-distance 100 -detpixels {6 + i}".split())
+    return exp.setup, exp.params
+
+
+def test_setup_jit_matches_and_differentiates() -> None:
+    setup, params = _setup(0)
+    image = nb.simulate(setup, params)
+    assert image.shape == (6, 6) and float(image.sum()) > 0
+    grad = jax.grad(lambda p: nb.simulate(setup, p).sum())(params)
+    assert np.isfinite(float(grad.distance)) and float(grad.default_F) > 0
+    jitted = jax.jit(lambda p: nb.simulate(setup, p))(params)  # inside a caller's jit
+    np.testing.assert_allclose(np.asarray(jitted), np.asarray(image), rtol=1e-12)
+
+
+def test_mappings_level_off_with_a_small_table(monkeypatch) -> None:
+    monkeypatch.setattr(_compiled, "COMPILED_SETUPS", 2)
+    _compiled.clear_compiled_setups()
+    counts = []
+    for i in range(10):
+        setup, params = _setup(i)
+        nb.simulate(setup, params).block_until_ready()
+        counts.append(_maps())
+    assert _compiled.compiled_setups() <= 2
+    # once the table is full, each new setup frees what the evicted one held; allow one
+    # setup's worth (~250) of noise from JAX's own small caches
+    growth = max(counts[4:]) - counts[3]
+    assert growth < 250, f"mappings kept growing: {counts}"
+    _compiled.clear_compiled_setups()
+
+
+@pytest.mark.slow
+def test_two_hundred_setups_forward_and_ten_gradients() -> None:
+    _compiled.clear_compiled_setups()
+    start = _maps()
+    counts = []
+    for i in range(200):
+        setup, params = _setup(i)
+        nb.simulate(setup, params).block_until_ready()
+        if i % 20 == 0:
+            jax.block_until_ready(jax.grad(lambda p: nb.simulate(setup, p).sum())(params))
+        counts.append(_maps())
+    print(f"\nmappings: start {start}, every 20th setup {counts[::20]}, max {max(counts)}")
+    # bounded: the table holds 12 closures (forward and gradient programs), far below 65,530
+    assert max(counts) - start < 30000, counts[::20]
+    assert max(counts[100:]) - max(counts[:60]) < 3000, counts[::20]
