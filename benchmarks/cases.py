@@ -85,6 +85,24 @@ def full_suite(repeats: int = 5, peers: bool = True, torch: bool = True) -> list
         jobs.append(Job("cli", "canonical_1024", canonical(1024), "c", "cli", "float64", 3))
     for dt in DTYPES:
         jobs.append(Job("memory", "heavy_2048", heavy(2048), "jax", "forward", dt, 1))
+    jobs += panels_suite(repeats)
+    return jobs
+
+
+# panels branch: a CSPAD-like detector of 8×8 panels of 194 (fast) × 185 (slow) pixels with
+# 5-pixel gaps, against one panel of the same total pixel count (1552 × 1480)
+PANELS = "-cell 100 100 100 90 90 90 -default_F 100 -lambda 6.2 -N 5 -distance 100 -pixel 0.11 -oversample 1"
+
+
+def panels_suite(repeats: int = 3, grid: int = 8, n_fast: int = 194, n_slow: int = 185) -> list[Job]:
+    """``panels`` group: the multi-panel renderer vs one panel of the same pixel count."""
+    flags = PANELS.split() + ["-detpixels_f", str(n_fast), "-detpixels_s", str(n_slow)]
+    jobs = []
+    for dt in DTYPES:
+        for ref in ("stack", "single"):
+            extra = dict(grid=[grid, grid], n_fast=n_fast, n_slow=n_slow, gap_px=5, reference=ref)
+            jobs.append(Job("panels", f"{grid}x{grid}_{n_fast}x{n_slow}_{ref}", flags, "jax", "panels", dt,
+                            repeats, extra))
     return jobs
 
 
@@ -98,6 +116,7 @@ def smoke_suite(peers: bool = True, torch: bool = False) -> list[Job]:
         Job("vmap", "heavy_32_x2", heavy(32), "jax", "vmap", "float32", 1, {"batch": 2}),
         Job("cli", "canonical_32", canonical(32), "jax", "cli", "float32", 1),
     ]
+    jobs += [j for j in panels_suite(1, grid=2, n_fast=16, n_slow=12) if j.dtype == "float32"]
     if peers:
         jobs.append(Job("main", "canonical_64", canonical(64), "c", "forward", "float64", 1))
     if torch:

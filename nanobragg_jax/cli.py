@@ -397,6 +397,9 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     from .flags import FlagError
 
     clock = _Clock(err)
+    from .io import outputs as panel_io  # panels branch: -expt / -exptout / -h5file / -cbffile
+
+    argv, expt_model = panel_io.expand_expt(argv)
     exp = from_cli_args(list(argv))
     clock.lap("parse flags and inputs")
     check_cell(exp)
@@ -412,6 +415,9 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         outputs["-noisefile"] = opts["noisefile"]
     if opts.get("pngfile"):
         outputs["-pngfile"] = opts["pngfile"]
+    extra_outputs = panel_io.output_paths(argv)
+    panel_io.precheck(extra_outputs, expt_model)
+    outputs.update(extra_outputs)
     check_outputs(outputs)
 
     for name, pix in (("-printout_pixel", opts.get("printout_pixel")), ("-trace_pixel", opts.get("trace_pixel"))):
@@ -436,7 +442,12 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     label = f"rendering {setup.fpixels}x{setup.spixels} pixels"
     with Spinner(label, err, _progress_wanted(opts, err)):
         clock.lap("checks and summary")
-        image = np.asarray(simulate(exp.setup, exp.params))
+        if expt_model is not None and len(expt_model.panels) > 1:
+            exp, panel_images, image = panel_io.render_expt_panels(exp, expt_model)
+            setup = exp.setup
+        else:
+            image = np.asarray(simulate(exp.setup, exp.params))
+            panel_images = [image]
         clock.lap("render (compile + run)")
     image32 = image.astype(np.float32)
     bad = int(np.count_nonzero(~np.isfinite(image32)))
@@ -461,7 +472,7 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
 
     clock.lap("traces")
     stats = report.image_statistics(image32, exp)
-    omega = report.solid_angle_sum(exp)
+    omega = exp.info.get("panels_solid_angle") or report.solid_angle_sum(exp)
     int_scale = report.auto_int_scale(float(opts.get("intfile_scale") or 0.0), stats.max_I)
     adc = float(opts.get("adc", 40.0))
     ints = report.int_image(image32, setup, int_scale, adc)
@@ -506,6 +517,7 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         print("%.0f photons on noise image (%d overloads)" % (photons, overloads), file=out)
         print(f"writing {opts['noisefile']} as 2-byte integers", file=out)
         smv_io.write_smv(opts["noisefile"], data, header)
+    panel_io.write_outputs(extra_outputs, exp, expt_model, panel_images, ints, out)
     out.flush()
     clock.lap("write files")
     clock.total()

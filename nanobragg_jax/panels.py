@@ -333,17 +333,31 @@ def simulate_panels(setup: Setup, params: Params, panels: PanelStack,
             and jnp.result_type(params.wavelength) == jnp.float32):
         # as simulate(): hard-edged spots are evaluated in float64 when allowed
         wide = params.astype(jnp.float64)
-        return _simulate_panels(psetup, wide, panels.astype(jnp.float64), mask).astype(jnp.float32)
-    return _simulate_panels(psetup, params, panels, mask)
+        return _simulate_panels(psetup, wide, panels.astype(jnp.float64), mask,
+                                _n_devices(psetup)).astype(jnp.float32)
+    return _simulate_panels(psetup, params, panels, mask, _n_devices(psetup))
 
 
-@partial(jax.jit, static_argnames=("psetup",))
-def _simulate_panels(psetup: Setup, params: Params, panels: PanelStack, mask: Optional[Array]) -> Array:
+def _n_devices(psetup: Setup) -> int:
+    """CPU devices to spread the tiles over: the same choice as ``simulate``."""
+    import importlib
+
+    # the module, not the function the package exports under the same name
+    _sim = importlib.import_module(".simulate", __package__)
+    pick = getattr(_sim, "_n_devices", None)
+    return int(pick(psetup)) if pick is not None else 1
+
+
+@partial(jax.jit, static_argnames=("psetup", "n_dev"))
+def _simulate_panels(psetup: Setup, params: Params, panels: PanelStack, mask: Optional[Array],
+                     n_dev: int = 1) -> Array:
     dtype = jnp.result_type(params.wavelength)
     n_panels = panels.n_panels
     nf, ns = psetup.fpixels, psetup.spixels
     n_valid = nf * ns
     tile, n_tiles = _tiling(psetup, n_panels)
+    n_dev = max(1, min(n_dev, n_tiles))
+    n_tiles = -(-n_tiles // n_dev) * n_dev  # a whole number of tiles per device
     order = jnp.arange(n_tiles * tile, dtype=jnp.int32).reshape(n_tiles, tile)
     lin = jnp.minimum(order, n_valid - 1)
     S, F = lin // nf, lin % nf
@@ -378,24 +392,33 @@ def _simulate_panels(psetup: Setup, params: Params, panels: PanelStack, mask: Op
         p_star = jnp.zeros((n_panels,), jnp.int32)
         k_star = jnp.zeros((n_panels,), jnp.int32)
 
-    ctx = kernel.build_context(psetup, params)
+    def render(params, frames, S, F, order, p_star, k_star):
+        ctx = kernel.build_context(psetup, params)
 
-    # Rematerialised under differentiation like simulate(): only the sub-path
-    # sums of a tile are kept for the backward pass.
-    def render_tile(args):
-        s, f, o = args
+        # Rematerialised under differentiation like simulate(): only the sub-path
+        # sums of a tile are kept for the backward pass.
+        def render_tile(args):
+            s, f, o = args
 
-        def one(frame, ps, ks):
-            return kernel.pixel_photons(psetup, ctx._replace(frame=frame), s, f, o, (ps, ks))
+            def one(frame, ps, ks):
+                return kernel.pixel_photons(psetup, ctx._replace(frame=frame), s, f, o, (ps, ks))
 
-        return jax.vmap(one)(frames, p_star, k_star)  # (panels, tile)
+            return jax.vmap(one)(frames, p_star, k_star)  # (panels, tile)
 
-    render_tile = jax.checkpoint(
-        render_tile, policy=jax.checkpoint_policies.save_only_these_names(kernel.SUBPATH_SUM_NAME))
-    if n_tiles == 1:
-        values = render_tile((S[0], F[0], order[0]))[:, None, :]
-    else:
-        values = jnp.moveaxis(jax.lax.map(render_tile, (S, F, order)), 1, 0)  # (panels, tiles, tile)
+        render_tile = jax.checkpoint(
+            render_tile, policy=jax.checkpoint_policies.save_only_these_names(kernel.SUBPATH_SUM_NAME))
+        if S.shape[0] == 1:  # one tile: no loop
+            return render_tile((S[0], F[0], order[0]))[None]
+        return jax.lax.map(render_tile, (S, F, order))  # (tiles, panels, tile)
+
+    if n_dev > 1:
+        from jax.sharding import Mesh, PartitionSpec as PS
+
+        mesh = Mesh(np.asarray(jax.devices("cpu")[:n_dev]), ("tiles",))
+        render = jax.shard_map(render, mesh=mesh, in_specs=(PS(), PS(), PS("tiles"), PS("tiles"), PS("tiles"),
+                                                            PS(), PS()),
+                               out_specs=PS("tiles"), check_vma=False)
+    values = jnp.moveaxis(render(params, frames, S, F, order, p_star, k_star), 1, 0)  # (panels, tiles, tile)
     values = values.reshape(n_panels, -1)[:, :n_valid].reshape(n_panels, ns, nf).astype(dtype)
     if mask is not None:
         values = jnp.where(mask != 0, values, 0.0)

@@ -189,3 +189,38 @@ def test_check_grads_panel_origin():
     loss = _two_panel_loss_setup()
     check_grads(lambda sh: loss(sh, jnp.zeros((2, 3))), (jnp.full((2, 3), 0.01),), order=1, modes=("rev",),
                 eps=1e-4, atol=1e-6, rtol=1e-5)
+
+
+def test_tiles_spread_over_two_cpu_devices_give_the_same_image(tmp_path):
+    """With two CPU devices the tiles are divided between them (as simulate does): same image."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import jax, numpy as np
+        jax.config.update("jax_num_cpu_devices", 2)
+        jax.config.update("jax_enable_x64", True)
+        from nanobragg_jax import from_cli_args
+        from nanobragg_jax.simulate import set_parallel_devices
+        from nanobragg_jax.panels import PanelStack, simulate_panels
+        exp = from_cli_args("-cell 70 80 90 90 90 90 -default_F 100 -N 5 -detpixels_f 24 -detpixels_s 20 "
+                            "-pixel 0.4 -oversample 1 -distance 60 -misset 10 20 30".split())
+        o, f, s = exp.info["pix0"] * 1e3, exp.info["fdet"], exp.info["sdet"]
+        st = PanelStack(origin=np.stack([o, o + 9.0 * f, o + 9.0 * s]), fast=np.stack([f] * 3),
+                        slow=np.stack([s] * 3), n_fast=24, n_slow=20, pixel_size=0.4)
+        import dataclasses
+        setup = dataclasses.replace(exp.setup, tile_pixels=3 * 128)   # several tiles
+        set_parallel_devices(1)
+        one = np.asarray(simulate_panels(setup, exp.params, st))
+        set_parallel_devices(2)
+        two = np.asarray(simulate_panels(setup, exp.params, st))
+        assert one.max() > 0
+        np.testing.assert_array_equal(one, two)
+        print("OK")
+    """)
+    repo = Path(__file__).resolve().parent.parent
+    env = dict(__import__("os").environ, PYTHONPATH=str(repo))
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
