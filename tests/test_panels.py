@@ -216,7 +216,8 @@ def test_tiles_spread_over_two_cpu_devices_give_the_same_image(tmp_path):
         set_parallel_devices(2)
         two = np.asarray(simulate_panels(setup, exp.params, st))
         assert one.max() > 0
-        np.testing.assert_array_equal(one, two)
+        # two compiled programs (one per device count): equal up to rounding
+        np.testing.assert_allclose(one, two, rtol=1e-8, atol=1e-12 * one.max())
         print("OK")
     """)
     repo = Path(__file__).resolve().parent.parent

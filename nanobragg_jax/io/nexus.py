@@ -121,7 +121,8 @@ def write_nxmx(path: PathLike, images: Any, panels: Sequence[Any], *, wavelength
     if data.ndim not in (3, 4):
         raise ValueError(f"write_nxmx: images must be (panels, slow, fast) or (images, panels, slow, fast), got {data.shape}")
     n_panels, ns, nf = data.shape[-3:]
-    plist = [_panel_fields(p) for p in panels]
+    plist = [_panel_fields(dict(p, n_fast=nf, n_slow=ns) if isinstance(p, dict) and "n_fast" not in p else p)
+             for p in panels]
     if len(plist) != n_panels:
         raise ValueError(f"write_nxmx: {len(plist)} panels for image data with {n_panels} panels")
     if dtype == "int32":
