@@ -95,11 +95,13 @@ PANELS = "-cell 100 100 100 90 90 90 -default_F 100 -lambda 6.2 -N 5 -distance 1
 
 
 def panels_suite(repeats: int = 3, grid: int = 8, n_fast: int = 194, n_slow: int = 185) -> list[Job]:
-    """``panels`` group: the multi-panel renderer vs one panel of the same pixel count."""
+    """``panels`` group: the multi-panel renderer vs one panel of the same pixel count (each alone
+    in its process for time and peak memory, and both alternating in one process for a time
+    ratio that load drift on a shared machine does not bias)."""
     flags = PANELS.split() + ["-detpixels_f", str(n_fast), "-detpixels_s", str(n_slow)]
     jobs = []
     for dt in DTYPES:
-        for ref in ("stack", "single"):
+        for ref in ("stack", "single", "interleaved"):
             extra = dict(grid=[grid, grid], n_fast=n_fast, n_slow=n_slow, gap_px=5, reference=ref)
             jobs.append(Job("panels", f"{grid}x{grid}_{n_fast}x{n_slow}_{ref}", flags, "jax", "panels", dt,
                             repeats, extra))

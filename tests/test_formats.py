@@ -76,8 +76,9 @@ def test_nxmx_has_the_fields_dials_needs(tmp_path):
         assert "start_time" in entry
         data = entry["data"]
         assert _nx_class(data) == "NXdata" and data.attrs["signal"] == "data"
-        assert data["data"].shape == (3, 40, 48) and data["data"].dtype == np.float32
-        np.testing.assert_array_equal(data["data"][()], images)
+        # NXmx: frame axis first, then the module axis
+        assert data["data"].shape == (1, 3, 40, 48) and data["data"].dtype == np.float32
+        np.testing.assert_array_equal(data["data"][0], images)
         assert data["data"].compression is not None or len(data["data"]._filters) > 0
         inst = entry["instrument"]
         assert _nx_class(inst) == "NXinstrument"
@@ -126,7 +127,10 @@ def test_nxmx_int32_and_image_axis(tmp_path):
     write_nxmx(tmp_path / "x.h5", images, panels, wavelength=1.0, phi=[0.0, 0.1], dtype="int32")
     with h5py.File(tmp_path / "x.h5", "r") as f:
         d = f["entry/data/data"]
-        assert d.shape == (2, 1, 4, 5) and d.dtype == np.int32 and int(d[0, 0, 0, 0]) == 3
+        # one module: (frames, slow, fast) with 2-D data_origin/data_size
+        assert d.shape == (2, 4, 5) and d.dtype == np.int32 and int(d[0, 0, 0]) == 3
+        np.testing.assert_array_equal(f["entry/instrument/detector/module0/data_origin"][()], [0, 0])
+        np.testing.assert_array_equal(f["entry/instrument/detector/module0/data_size"][()], [4, 5])
         np.testing.assert_allclose(f["entry/sample/transformations/omega"][()], [0.0, 0.1])
 
 
@@ -173,7 +177,8 @@ def test_cli_multi_panel_round_trip(tmp_path, monkeypatch):
     stacked = np.fromfile(tmp_path / "f.bin", "<f4").reshape(4 * 40, 48)
     with h5py.File(tmp_path / "out.h5", "r") as f:
         h5 = f["entry/data/data"][()]
-    assert h5.shape == (4, 40, 48)
+    assert h5.shape == (1, 4, 40, 48)
+    h5 = h5[0]
     np.testing.assert_array_equal(h5.reshape(160, 48), stacked)
     with jax.enable_x64(True):
         again = simulation_from_expt(tmp_path / "truth.expt", layout["expt_args"]).render()

@@ -225,3 +225,28 @@ def test_tiles_spread_over_two_cpu_devices_give_the_same_image(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_interpolated_panels_switch_per_panel_like_single_runs(tmp_path, monkeypatch):
+    """Tricubic interpolation (auto with N ≤ 2): each panel turns it off at its own first
+    out-of-range neighbourhood, as a separate C run of that panel would."""
+    import golden
+
+    hkl = golden.golden_dir() / "inputs" / "P1_random.hkl"
+    if not hkl.is_file():
+        pytest.skip("golden inputs not available")
+    monkeypatch.chdir(tmp_path)  # the Fdump.bin cache goes here
+    exp = from_cli_args(["-hkl", str(hkl), "-cell", "30", "30", "30", "90", "90", "90", "-N", "2",
+                         "-lambda", "1.0", "-detpixels_f", "16", "-detpixels_s", "12", "-pixel", "1.0",
+                         "-distance", "40", "-oversample", "1", "-misset", "5", "10", "15"])
+    assert exp.setup.interpolate
+    img = np.asarray(simulate(exp.setup, exp.params))
+    o, f, s = exp.info["pix0"] * 1e3, exp.info["fdet"], exp.info["sdet"]
+    other = o + np.array([0.0, 6.0, -4.0])
+    stack = PanelStack(origin=np.stack([other, o]), fast=np.stack([f, f]), slow=np.stack([s, s]),
+                       n_fast=16, n_slow=12, pixel_size=1.0)
+    out = np.asarray(simulate_panels(exp.setup, exp.params, stack))
+    np.testing.assert_allclose(out[1], img, rtol=1e-12, atol=1e-12 * img.max())
+    single = PanelStack(origin=other[None], fast=f[None], slow=s[None], n_fast=16, n_slow=12, pixel_size=1.0)
+    np.testing.assert_allclose(out[0], np.asarray(simulate_panels(exp.setup, exp.params, single))[0],
+                               rtol=1e-12, atol=1e-12 * img.max())

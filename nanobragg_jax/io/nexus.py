@@ -4,15 +4,18 @@ describes it, as DIALS reads it.
 Layout (NX_class attributes on every group, ``units`` on every dimensioned field):
 
 * ``/entry`` (NXentry): ``definition = "NXmx"``, ``start_time``, ``end_time``;
-* ``/entry/data`` (NXdata, ``signal = "data"``): ``data`` of shape (n_panels, slow, fast) for one
-  shot, (n_images, n_panels, slow, fast) for several; float32 photons or int32 counts;
-  compressed with bitshuffle/LZ4 through ``hdf5plugin`` when it is installed, else gzip;
+* ``/entry/data`` (NXdata, ``signal = "data"``): ``data`` of shape (n_images, n_panels, slow, fast)
+  — NXmx always puts the frame axis first and its ``data_origin`` indexes the axes after it, so
+  one shot of several panels is (1, n_panels, slow, fast) — or (n_images, slow, fast) for a
+  single panel; float32 photons or int32 counts; compressed with bitshuffle/LZ4 through
+  ``hdf5plugin`` when it is installed, else gzip;
 * ``/entry/instrument`` (NXinstrument) with
   ``beam`` (NXbeam: ``incident_wavelength`` Å — an array with ``incident_wavelength_weights``
   for a spectrum —, ``incident_polarization_stokes``, ``flux`` when known; linked as
   ``/entry/sample/beam`` too) and ``detector`` (NXdetector: ``depends_on``, ``sensor_material``,
   ``sensor_thickness``, ``x/y_pixel_size``, ``transformations`` and one NXdetector_module per
-  panel with ``data_origin``, ``data_size``, ``data_stride``, ``module_offset``,
+  panel with ``data_origin`` ([i, 0, 0], or [0, 0] for one panel), ``data_size``,
+  ``data_stride``, ``module_offset``,
   ``fast_pixel_direction``, ``slow_pixel_direction``);
 * ``/entry/sample`` (NXsample): ``depends_on`` the ``omega`` rotation about the spindle.
 
@@ -118,9 +121,11 @@ def write_nxmx(path: PathLike, images: Any, panels: Sequence[Any], *, wavelength
     data = np.asarray(images)
     if data.ndim == 2:
         data = data[None]
-    if data.ndim not in (3, 4):
+    if data.ndim == 3:  # one shot
+        data = data[None]
+    if data.ndim != 4:
         raise ValueError(f"write_nxmx: images must be (panels, slow, fast) or (images, panels, slow, fast), got {data.shape}")
-    n_panels, ns, nf = data.shape[-3:]
+    n_img, n_panels, ns, nf = data.shape
     plist = [_panel_fields(dict(p, n_fast=nf, n_slow=ns) if isinstance(p, dict) and "n_fast" not in p else p)
              for p in panels]
     if len(plist) != n_panels:
@@ -152,8 +157,10 @@ def write_nxmx(path: PathLike, images: Any, panels: Sequence[Any], *, wavelength
 
             dgroup = _group(entry, "data", "NXdata")
             dgroup.attrs["signal"] = "data"
-            chunks = (1,) * (data.ndim - 2) + data.shape[-2:]
-            ds = dgroup.create_dataset("data", data=data, chunks=chunks, **_compression())
+            # NXmx: the frame axis always leads; the module axis only when there are several
+            stored = data[:, 0] if n_panels == 1 else data
+            chunks = (1,) * (stored.ndim - 2) + stored.shape[-2:]
+            ds = dgroup.create_dataset("data", data=stored, chunks=chunks, **_compression())
             ds.attrs["units"] = "counts" if dtype == "int32" else "photons"
 
             inst = _group(entry, "instrument", "NXinstrument")
@@ -197,9 +204,14 @@ def write_nxmx(path: PathLike, images: Any, panels: Sequence[Any], *, wavelength
                     mod.attrs["local_name"] = p["name"]
                 origin = basis @ p["origin"]
                 dist = float(np.linalg.norm(origin))
-                _field(mod, "data_origin", np.array([i, 0, 0], np.int32))
-                _field(mod, "data_size", np.array([1, ns, nf], np.int32))
-                _field(mod, "data_stride", np.array([1, 1, 1], np.int32))
+                if n_panels == 1:
+                    _field(mod, "data_origin", np.array([0, 0], np.int32))
+                    _field(mod, "data_size", np.array([ns, nf], np.int32))
+                    _field(mod, "data_stride", np.array([1, 1], np.int32))
+                else:
+                    _field(mod, "data_origin", np.array([i, 0, 0], np.int32))
+                    _field(mod, "data_size", np.array([1, ns, nf], np.int32))
+                    _field(mod, "data_stride", np.array([1, 1, 1], np.int32))
                 _field(mod, "module_offset", dist, "mm", transformation_type="translation",
                        vector=origin / dist if dist > 0 else np.array([0.0, 0.0, 1.0]),
                        offset=np.zeros(3), depends_on=dset_path)
@@ -213,7 +225,6 @@ def write_nxmx(path: PathLike, images: Any, panels: Sequence[Any], *, wavelength
             sample.create_dataset("name", data="simulated crystal")
             sample["beam"] = beam  # hard link: NXmx places NXbeam under NXsample too
             strans = _group(sample, "transformations", "NXtransformations")
-            n_img = data.shape[0] if data.ndim == 4 else 1
             phis = np.broadcast_to(np.asarray(phi, np.float64), (n_img,)).copy()
             _field(strans, "omega", phis, "deg", transformation_type="rotation",
                    vector=_unit(basis @ np.asarray(spindle_axis, np.float64)), offset=np.zeros(3), depends_on=".")
