@@ -82,6 +82,26 @@ def full_suite(repeats: int = 5, peers: bool = True, torch: bool = True) -> list
     jobs += cli_jobs(repeats=3, peers=peers)
     for dt in DTYPES:
         jobs.append(Job("memory", "heavy_2048", heavy(2048), "jax", "forward", dt, 1))
+    jobs += panels_suite(repeats)
+    return jobs
+
+
+# panels branch: a CSPAD-like detector of 8×8 panels of 194 (fast) × 185 (slow) pixels with
+# 5-pixel gaps, against one panel of the same total pixel count (1552 × 1480)
+PANELS = "-cell 100 100 100 90 90 90 -default_F 100 -lambda 6.2 -N 5 -distance 100 -pixel 0.11 -oversample 1"
+
+
+def panels_suite(repeats: int = 3, grid: int = 8, n_fast: int = 194, n_slow: int = 185) -> list[Job]:
+    """``panels`` group: the multi-panel renderer vs one panel of the same pixel count (each alone
+    in its process for time and peak memory, and both alternating in one process for a time
+    ratio that load drift on a shared machine does not bias)."""
+    flags = PANELS.split() + ["-detpixels_f", str(n_fast), "-detpixels_s", str(n_slow)]
+    jobs = []
+    for dt in DTYPES:
+        for ref in ("stack", "single", "interleaved"):
+            extra = dict(grid=[grid, grid], n_fast=n_fast, n_slow=n_slow, gap_px=5, reference=ref)
+            jobs.append(Job("panels", f"{grid}x{grid}_{n_fast}x{n_slow}_{ref}", flags, "jax", "panels", dt,
+                            repeats, extra))
     return jobs
 
 
@@ -114,6 +134,7 @@ def smoke_suite(peers: bool = True, torch: bool = False) -> list[Job]:
         Job("cli_help", "help", ["-h"], "jax", "help", "-", 1),
         Job("noise", "noise_64", [], "jax", "noise", "float32", 1, {"n": 64}),
     ]
+    jobs += [j for j in panels_suite(1, grid=2, n_fast=16, n_slow=12) if j.dtype == "float32"]
     if peers:
         jobs.append(Job("main", "canonical_64", canonical(64), "c", "forward", "float64", 1))
     if torch:

@@ -30,6 +30,13 @@ def add_ratios(session: dict) -> None:
             c = _find(results, group=r["group"], case=r["case"], impl="c", mode="cli")
             if c:
                 r["vs_c"] = c["warm_s"] / r["warm_s"]
+        elif r["mode"] == "panels" and r["case"].endswith("_stack"):
+            # panels branch: multi-panel warm time over one panel of the same pixel count
+            one = _find(results, group=r["group"], case=r["case"][:-len("_stack")] + "_single",
+                        mode="panels", dtype=r["dtype"])
+            if one:
+                r["vs_single_panel"] = r["warm_s"] / one["warm_s"]
+                r["rss_vs_single_panel"] = r["peak_rss_mb"] / one["peak_rss_mb"]
 
 
 def evaluate_targets(session: dict) -> list[dict]:
@@ -47,6 +54,11 @@ def evaluate_targets(session: dict) -> list[dict]:
         r = _find(results, **m)
         return r.get(key) if r else None
 
+    for dt in ("float32", "float64"):
+        target(f"64 panels {dt}: warm / one panel of the same pixels (interleaved)",
+               get("vs_single_panel", group="panels", case="8x8_194x185_interleaved", dtype=dt), 1.3, "<=")
+        target(f"64 panels {dt}: peak memory / one panel of the same pixels",
+               get("rss_vs_single_panel", group="panels", case="8x8_194x185_stack", dtype=dt), 1.3, "<=")
     target("canonical float32 vs C (×)", get("vs_c", group="main", case="canonical_1024", impl="jax",
                                             dtype="float32"), 3.0, ">=")
     target("canonical float64 vs C (×)", get("vs_c", group="main", case="canonical_1024", impl="jax",
@@ -161,6 +173,13 @@ def markdown(session: dict) -> str:
           [[r["case"], r.get("method") or r.get("sampler", "–"), _f(r.get("warm_s"), 3),
             _f(r.get("s_per_mpixel"), 3), ("imports JAX" if r.get("imports_jax") else "") + _note(r)]
            for r in res if r["mode"] in ("help", "noise")])
+    table("Multi-panel detector vs one panel of the same pixel count",
+          ["case", "dtype", "panels", "pixels", "warm (s)", "one panel, same run (s)", "compile (s)",
+           "peak RSS (MB)", "warm / one panel", "RSS / one panel", "note"],
+          [[r["case"], r["dtype"], r.get("panels", "–"), r.get("pixels", "–"), _f(r.get("warm_s"), 4),
+            _f(r.get("single_panel_warm_s"), 4), _f(r.get("compile_s"), 3), _f(r.get("peak_rss_mb"), 4),
+            _f(r.get("vs_single_panel")), _f(r.get("rss_vs_single_panel")), _note(r)]
+           for r in res if r["mode"] == "panels"])
     targets = session.get("targets") or []
     table("Targets", ["target", "value", "required", "met"],
           [[t["target"], _f(t["value"], 4), f"{t['op']} {t['threshold']:g}", "yes" if t["met"] else "**no**"]

@@ -30,6 +30,9 @@ _EXPORTS: dict[str, str] = {
     **{name: "model" for name in (
         "Beam", "Crystal", "Detector", "Divergence", "Goniometer", "Model", "Mosaicity", "NanoBraggPanel",
         "Panel", "Sensor", "Spectrum", "StructureFactors", "lower", "recommended_oversample")},
+    # panels branch: multi-panel detectors (see docs/panels.md)
+    "PanelStack": "panels",
+    "simulate_panels": "panels",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -353,6 +353,9 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO, cache_warni
     from .outputs import StagedOutputs
 
     clock = _Clock(err)
+    from .io import outputs as panel_io  # panels branch: -expt / -exptout / -h5file / -cbffile
+
+    argv, expt_model = panel_io.expand_expt(argv)
     exp = from_cli_args(list(argv))
     clock.lap("parse flags and inputs")
     opts = exp.options
@@ -370,6 +373,9 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO, cache_warni
         outputs["-noisefile"] = opts["noisefile"]
     if opts.get("pngfile"):
         outputs["-pngfile"] = opts["pngfile"]
+    extra_outputs = panel_io.output_paths(argv)
+    panel_io.precheck(extra_outputs, expt_model)
+    outputs.update(extra_outputs)
     check_outputs(outputs)
 
     for name, pix in (("-printout_pixel", opts.get("printout_pixel")), ("-trace_pixel", opts.get("trace_pixel"))):
@@ -394,7 +400,12 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO, cache_warni
     label = f"rendering {setup.fpixels}x{setup.spixels} pixels"
     with Spinner(label, err, _progress_wanted(opts, err)):
         clock.lap("checks and summary")
-        image = np.asarray(simulate(exp.setup, exp.params))
+        if expt_model is not None and len(expt_model.panels) > 1:
+            exp, panel_images, image = panel_io.render_expt_panels(exp, expt_model)
+            setup = exp.setup
+        else:
+            image = np.asarray(simulate(exp.setup, exp.params))
+            panel_images = [image]
         clock.lap("render (compile + run)")
     image32 = image.astype(np.float32)
     bad = int(np.count_nonzero(~np.isfinite(image32)))
@@ -424,7 +435,7 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO, cache_warni
 
     clock.lap("traces")
     stats = report.image_statistics(image32, exp)
-    omega = report.solid_angle_sum(exp)
+    omega = exp.info.get("panels_solid_angle") or report.solid_angle_sum(exp)
     int_scale = report.auto_int_scale(float(opts.get("intfile_scale") or 0.0), stats.max_I)
     adc = float(opts.get("adc", 40.0))
     ints = report.int_image(image32, setup, int_scale, adc)
@@ -475,6 +486,7 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO, cache_warni
             print("%.0f photons on noise image (%d overloads)" % (photons, overloads), file=out)
             print(f"writing {opts['noisefile']} as 2-byte integers", file=out)
             staged.add("-noisefile", opts["noisefile"], lambda tmp: smv_io.write_smv(tmp, data, header))
+        panel_io.write_outputs(extra_outputs, exp, expt_model, panel_images, ints, out, staged)
         staged.commit()
     out.flush()
     clock.lap("write files")

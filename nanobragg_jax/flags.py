@@ -150,12 +150,17 @@ FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec(("-mask",), "str", 1, "file", "none", "SMV image: pixels that are 0 are skipped", "detector"),
     FlagSpec(("-img",), "str", 1, "file", "none", "SMV image whose header sets the detector", "detector"),
     FlagSpec(("-dmin",), "num", 1, "Å", "0", "skip scattering beyond this resolution", "detector"),
+    # panels branch: multi-panel detectors and the files of DIALS (not in the C program)
+    FlagSpec(("-expt",), "str", 1, "file", "none", "DIALS experiment list (.expt): detector (any number of panels), beam, crystal orientation, scan; replaces the detector flags (not in the C program)", "detector"),
     # output
     FlagSpec(("-floatfile", "-floatimage"), "str", 1, "file", "floatimage.bin", "raw float32 image", "output"),
     FlagSpec(("-intfile", "-intimage"), "str", 1, "file", "intimage.img", "SMV image, scaled, no noise", "output"),
     FlagSpec(("-noisefile", "-noiseimage"), "str", 1, "file", "noiseimage.img", "SMV image with Poisson noise", "output"),
     FlagSpec(("-pgmfile", "-pgmimage"), "str", 1, "file", "image.pgm", "8-bit PGM preview", "output"),
     FlagSpec(("-pngfile",), "str", 1, "file", "none", "8-bit PNG preview (not in the C program)", "output"),
+    FlagSpec(("-exptout",), "str", 1, "file", "none", "the simulation's ground truth as a DIALS .expt (not in the C program)", "output"),
+    FlagSpec(("-h5file",), "str", 1, "file", "none", "NeXus/NXmx HDF5 image of all panels, float32 photons (not in the C program)", "output"),
+    FlagSpec(("-cbffile",), "str", 1, "file", "none", "miniCBF image with a Pilatus-style header, the -intfile counts of one panel (not in the C program)", "output"),
     FlagSpec(("-scale",), "num", 1, "", "55000/max", "int-file scale", "output"),
     FlagSpec(("-pgmscale",), "num", 1, "", "auto", "PGM scale", "output"),
     FlagSpec(("-adc",), "num", 1, "counts", "40", "offset added to SMV pixels", "output"),

@@ -1,0 +1,201 @@
+"""The command line's multi-panel input and file outputs: ``-expt``, ``-exptout``, ``-h5file``,
+``-cbffile`` (kept here so that cli.py only calls four functions).
+
+* ``-expt FILE`` is replaced by the equivalent flags (:func:`io.expt.expt_argv`), placed before
+  the user's other flags so that those still apply; detector flags are refused.  With more than
+  one panel every panel is rendered (``panels.simulate_detector``) and the C program's outputs
+  (float, SMV, PGM, noise) get the panels stacked along the slow axis (padded to the widest).
+* ``-exptout FILE``: the ground truth (io.expt.model_from_experiment) of any simulation.
+* ``-h5file FILE``: NXmx with all panels (float32 photons), io.nexus.write_nxmx.
+* ``-cbffile FILE``: a miniCBF of the -intfile counts (one panel only), io.cbf.write_cbf.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+import weakref
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["expand_expt", "output_paths", "precheck", "render_expt_panels", "write_outputs"]
+
+_OUT_FLAGS = ("-exptout", "-h5file", "-cbffile")
+
+
+def _value(argv: Sequence[str], flag: str) -> Optional[str]:
+    val = None
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            val = argv[i + 1]
+    return val
+
+
+def expand_expt(argv: Sequence[str]) -> tuple[list[str], Any]:
+    """(argv with ``-expt FILE`` replaced by its flags, the ExptModel or None)."""
+    argv = list(argv)
+    path = _value(argv, "-expt")
+    if path is None:
+        return argv, None
+    from ..flags import FlagError
+    from . import expt as expt_io
+
+    rest = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "-expt":
+            i += 2
+            continue
+        rest.append(argv[i])
+        i += 1
+    expt_io.check_no_detector_flags(rest)
+    model = expt_io.read_expt(path)
+    # the crystal goes in as a -mat file; it lives as long as the model (the run)
+    tmp = tempfile.mkdtemp(prefix="nanobragg-expt-")
+    weakref.finalize(model, shutil.rmtree, tmp, True)
+    base = expt_io.flags_for(model, rest, os.path.join(tmp, "crystal.mat"), path)
+    if len(model.panels) > 1:
+        for flag in ("-printout_pixel", "-trace_pixel", "-printout"):
+            if flag in rest:
+                raise FlagError(f"{flag}: not available for a multi-panel -expt detector")
+    return base + rest, model
+
+
+def output_paths(argv: Sequence[str]) -> dict[str, str]:
+    """{flag: path} of the outputs of this module that argv asks for."""
+    out = {}
+    for flag in _OUT_FLAGS:
+        v = _value(argv, flag)
+        if v is not None:
+            if v == "":
+                from ..flags import FlagError
+
+                raise FlagError(f"{flag}: empty file name")
+            out[flag] = v
+    return out
+
+
+def precheck(paths: dict[str, str], model: Any) -> None:
+    """Refuse, before anything is rendered or written, outputs that cannot hold this detector."""
+    from ..flags import FlagError
+
+    if model is None:
+        return
+    if "-cbffile" in paths and len(model.panels) != 1:
+        raise FlagError("-cbffile: a CBF holds one panel; use -h5file for a multi-panel detector")
+    if "-h5file" in paths and len({(p.n_fast, p.n_slow) for p in model.panels}) != 1:
+        raise FlagError("-h5file: panels of different shapes need one file per shape (not yet supported)")
+
+
+def render_expt_panels(exp: Any, model: Any) -> tuple[Any, list, np.ndarray]:
+    """Render every panel of ``model``: (exp with setup for the stacked image, panel images,
+    stacked float image (Σ slow, max fast))."""
+    from ..panels import simulate_detector
+
+    groups = model.panel_groups()
+    images = [np.asarray(im) for im in simulate_detector(exp.setup, exp.params, groups)]
+    width = max(im.shape[1] for im in images)
+    stacked = np.concatenate([np.pad(im, ((0, 0), (0, width - im.shape[1]))) for im in images], axis=0)
+    ns, nf = stacked.shape
+    setup = dataclasses.replace(exp.setup, spixels=ns, fpixels=nf, roi=(0, nf - 1, 0, ns - 1), has_mask=False)
+    info = dict(exp.info, panels_solid_angle=panels_solid_angle(exp, groups))
+    exp2 = dataclasses.replace(exp, setup=setup, info=info)
+    return exp2, images, stacked
+
+
+def panels_solid_angle(exp: Any, groups: Sequence) -> float:
+    """The C program's "solid angle subtended by detector", summed over the panels (each panel
+    evaluated as the CUSTOM/beam-pivot detector it is)."""
+    import jax
+
+    from .. import report
+    from ..panels import panel_frames, panel_setup
+
+    total = 0.0
+    for _, stack in groups:
+        with jax.enable_x64(True):
+            params = exp.params.astype(np.float64).replace(pixel_size=np.float64(stack.pixel_size))
+            frames = panel_frames(stack, params)
+        psetup = panel_setup(exp.setup, stack)
+        for k in range(stack.n_panels):
+            info = dict(exp.info)
+            for key in ("pix0", "fdet", "sdet", "odet", "beam"):
+                info[key] = np.asarray(getattr(frames, key)[k], np.float64)
+            for key in ("distance", "close_distance", "Fbeam", "Sbeam", "Fclose", "Sclose"):
+                info[key] = float(getattr(frames, key)[k])
+            one = dataclasses.replace(exp, setup=psetup, params=params, info=info)
+            total += report.solid_angle_sum(one)
+    return total
+
+
+def _panels_of(exp: Any, model: Any) -> list:
+    if model is not None:
+        return list(model.panels)
+    info, setup = exp.info, exp.setup
+    return [dict(origin=np.asarray(info["pix0"]) * 1e3, fast_axis=np.asarray(info["fdet"]),
+                 slow_axis=np.asarray(info["sdet"]), n_fast=setup.fpixels, n_slow=setup.spixels,
+                 pixel_size=float(exp.params.pixel_size), name="panel0")]
+
+
+def write_outputs(paths: dict[str, str], exp: Any, model: Any, panel_images: Sequence[np.ndarray],
+                  ints: np.ndarray, out: Any, staged: Any = None) -> None:
+    """Write the requested -exptout / -h5file / -cbffile files (after the render succeeded).
+
+    With ``staged`` (an ``outputs.StagedOutputs``) every file is staged beside its destination
+    and renamed into place with the command's other outputs: all or nothing.
+    """
+    if not paths:
+        return
+
+    def emit(flag: str, path: str, writer) -> None:
+        if staged is None:
+            writer(path)
+        else:
+            staged.add(flag, path, writer)
+
+    from . import expt as expt_io
+
+    panels = _panels_of(exp, model)
+    params, setup, info = exp.params, exp.setup, exp.info
+    truth = expt_io.model_from_experiment(exp, panels if model is not None else None,
+                                          images=(paths["-h5file"],) if "-h5file" in paths else ())
+    if "-exptout" in paths:
+        print(f"writing {paths['-exptout']} as a DIALS experiment list ({len(panels)} panel"
+              f"{'s' if len(panels) != 1 else ''})", file=out)
+        emit("-exptout", paths["-exptout"], lambda p: expt_io.write_expt(p, truth))
+    if "-h5file" in paths:
+        from . import nexus
+
+        shapes = {im.shape for im in panel_images}
+        if len(shapes) != 1:
+            from ..flags import FlagError
+
+            raise FlagError("-h5file: panels of different shapes need one file per shape (not yet supported)")
+        stack = np.stack([np.asarray(im, np.float32) for im in panel_images])
+        phistep = float(params.phistep) * setup.phisteps if setup.phisteps > 1 else 0.0
+        print(f"writing {paths['-h5file']} as NeXus/NXmx HDF5 ({stack.shape[0]} x {stack.shape[1]} x "
+              f"{stack.shape[2]} float32)", file=out)
+        emit("-h5file", paths["-h5file"], lambda p: nexus.write_nxmx(p, stack, panels, wavelength=float(params.wavelength),
+                         beam_travel=np.asarray(params.beam_vector, np.float64),
+                         polarization_normal=truth.beam.polarization_normal,
+                         polarization_fraction=truth.beam.polarization_fraction,
+                         spindle_axis=np.asarray(params.spindle_axis, np.float64), phi=float(params.phi0),
+                         osc=phistep, sensor_thickness=truth.panels[0].thickness))
+    if "-cbffile" in paths:
+        from ..flags import FlagError
+        from . import cbf
+
+        if len(panel_images) != 1:
+            raise FlagError("-cbffile: a CBF holds one panel; use -h5file for a multi-panel detector")
+        px = float(params.pixel_size)
+        phistep = float(params.phistep) * setup.phisteps if setup.phisteps > 1 else 0.0
+        print(f"writing {paths['-cbffile']} as miniCBF (int32, the -intfile counts)", file=out)
+        emit("-cbffile", paths["-cbffile"], lambda p: cbf.write_cbf(p, ints, pixel_size_mm=px, wavelength_A=float(params.wavelength),
+                      distance_mm=float(info["close_distance"]) * 1e3,
+                      beam_xy_px=(float(info["Fbeam"]) * 1e3 / px, float(info["Sbeam"]) * 1e3 / px),
+                      start_angle=float(params.phi0), angle_increment=phistep,
+                      sensor_thickness_mm=truth.panels[0].thickness,
+                      polarization_fraction=truth.beam.polarization_fraction))
