@@ -102,13 +102,17 @@ class Problem:
     data: jnp.ndarray  # (shots, bucket) counts
     n_pixels: int
     n_spots: int
-    model: Callable  # x → μ (shots, bucket)
+    model: Callable  # (x, U0, S, F) → μ (shots, bucket)
 
 
-def make_model(setup, base, U0) -> Callable:
-    """x → μ (shots, bucket): the expected counts of every shot at its pixels."""
+def make_model(setup, base) -> Callable:
+    """(x, U0, S, F) → μ (shots, bucket): the expected counts of every shot at its pixels.
 
-    def model(x, S, F):
+    U0 (shots, 3, 3) and the pixel lists are arguments (not constants), so one
+    compiled program serves every problem of the same shape.
+    """
+
+    def model(x, U0, S, F):
         cell = R.cell_from_lattice(x[:2], "tetragonal")
         per_shot = x[3:].reshape(-1, 4)
         B = R.b_matrix(cell)
@@ -118,7 +122,7 @@ def make_model(setup, base, U0) -> Callable:
                              distance=x[2])
             return G * pixel_values(setup, p, s, f) + BACKGROUND
 
-        return jax.vmap(one)(per_shot[:, :3], per_shot[:, 3], jnp.asarray(U0), S, F)
+        return jax.vmap(one)(per_shot[:, :3], per_shot[:, 3], U0, S, F)
 
     return model
 
@@ -135,7 +139,7 @@ def make_problem(seed: int = 0, size: int = 128, pixel: float = 0.4, n_shots: in
     scale = np.concatenate([[PERTURB["cell"]] * 2, [PERTURB["distance"]]]
                            + [[PERTURB["rotvec"]] * 3 + [PERTURB["scale"]]] * n_shots)
     x_start = x_true + rng.choice([-1.0, 1.0], size=len(x_true)) * scale
-    model = make_model(setup, base, U0)
+    model = make_model(setup, base)
 
     # Shoeboxes from the starting model (as with real data: predicted, then refined).
     boxes, n_spots = [], 0
@@ -156,7 +160,7 @@ def make_problem(seed: int = 0, size: int = 128, pixel: float = 0.4, n_shots: in
         F.append(f)
         W.append(jnp.arange(size_b) < n)
     S, F, W = jnp.stack(S), jnp.stack(F), jnp.stack(W).astype(jnp.float64)
-    mu_true = np.asarray(jax.jit(model)(jnp.asarray(x_true), S, F))
+    mu_true = np.asarray(jax.jit(model)(jnp.asarray(x_true), jnp.asarray(U0), S, F))
     data = jnp.asarray(rng.poisson(mu_true).astype(np.float64)) * W
     return Problem(setup, base, U0, x_true, x_start, scale, S, F, W, data,
                    int(sum(len(b) for b in boxes)), n_spots, model)
@@ -177,15 +181,15 @@ class Refiner:
         p = problem
         model = p.model
 
-        def nll(x, S, F, W, n):
-            mu = model(x, S, F)
+        def nll(x, U0, S, F, W, n):
+            mu = model(x, U0, S, F)
             return jnp.sum(W * (mu - n * jnp.log(mu)))
 
         self.value_and_grad = jax.jit(jax.value_and_grad(nll))
 
-        def gn_parts(x, S, F, W, n):
+        def gn_parts(x, U0, S, F, W, n):
             """Gradient of the NLL and the Fisher information from one Jacobian."""
-            f = lambda y: model(y, S, F).ravel()  # noqa: E731
+            f = lambda y: model(y, U0, S, F).ravel()  # noqa: E731
             J = jax.jacfwd(f)(x)
             mu = f(x)
             w = W.ravel()
@@ -195,12 +199,12 @@ class Refiner:
 
         self.gn_parts = jax.jit(gn_parts)
 
-    def run(self, p: Problem, adam_steps: int = 60, adam_lr: float = 0.1, gn_steps: int = 5,
+    def run(self, p: Problem, adam_steps: int = 20, adam_lr: float = 0.02, gn_steps: int = 6,
             log: Optional[Callable[[str], None]] = None) -> Result:
         if optax is None:
             raise SystemExit(OPTAX_MISSING)
         log = log or (lambda s: None)
-        args = (p.S, p.F, p.weight, p.data)
+        args = (jnp.asarray(p.U0), p.S, p.F, p.weight, p.data)
         x0, scale = jnp.asarray(p.x_start), jnp.asarray(p.scale)
         seconds, losses = {}, []
         t = time.perf_counter()
@@ -214,21 +218,24 @@ class Refiner:
             u = optax.apply_updates(u, updates)
         seconds["adam"] = time.perf_counter() - t
         log(f"adam: {adam_steps} steps, loss {losses[-1] if losses else float('nan'):.3f}")
-        # Fisher scoring (Gauss–Newton for Poisson counts), in x directly.
+        # Fisher scoring (Gauss–Newton for Poisson counts) with Levenberg–Marquardt
+        # damping: solve (F + λ·diag F) δ = ∇L; accept δ if the loss does not
+        # increase (then λ /= 10), else λ *= 10 and try again.
         t = time.perf_counter()
         x = x0 + scale * u
-        for _ in range(gn_steps):
-            loss, g, info = self.gn_parts(x, *args)
-            losses.append(float(loss))
-            step = jnp.asarray(R.covariance(info)) @ g
-            # Damped: halve the step until the loss does not increase (far from the
-            # optimum a full Gauss–Newton step can overshoot).
-            for _ in range(10):
-                if float(self.value_and_grad(x - step, *args)[0]) <= float(loss):
-                    break
-                step = 0.5 * step
-            x = x - step
+        lam = 1e-3
         loss, g, info = self.gn_parts(x, *args)
+        for _ in range(gn_steps):
+            losses.append(float(loss))
+            for _ in range(12):
+                damped = info + lam * jnp.diag(jnp.diag(info))
+                trial = x - jnp.asarray(R.covariance(damped)) @ g
+                t_loss, t_g, t_info = self.gn_parts(trial, *args)
+                if float(t_loss) <= float(loss):
+                    x, loss, g, info = trial, t_loss, t_g, t_info
+                    lam = max(lam / 10.0, 1e-9)
+                    break
+                lam *= 10.0
         losses.append(float(loss))
         seconds["fisher scoring"] = time.perf_counter() - t
         log(f"fisher scoring: {gn_steps} steps, loss {losses[-1]:.3f}; per step " + ", ".join(f"{v:.3f}" for v in losses[-gn_steps - 1:]))
@@ -261,8 +268,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--seeds", default="0", help="seed list: 3 or 0-9 or 0,4,7")
     ap.add_argument("--size", type=int, default=128, help="detector pixels per side")
     ap.add_argument("--pixel", type=float, default=0.4, help="pixel size (mm)")
-    ap.add_argument("--adam-steps", type=int, default=60)
-    ap.add_argument("--gn-steps", type=int, default=5)
+    ap.add_argument("--adam-steps", type=int, default=20)
+    ap.add_argument("--gn-steps", type=int, default=6)
     ap.add_argument("--bucket", type=int, default=0,
                     help="padded pixels per shot (0: the next power of two; fix it to share a "
                          "compiled program between seeds)")

@@ -95,11 +95,16 @@ def b_matrix(cell: Array) -> Array:
     (``geometry.crystal.lattice``: a* along x, b* in the xy plane, real-vector
     lengths forced to a, b, c), so that A* = U·B reproduces the cell-mode
     crystal.  (For non-orthogonal cells that construction, the C program's,
-    differs from the textbook B by ~1e-3 relative.)
+    differs from the textbook B by ~1e-3 relative, and its stored reciprocal
+    vectors are not exactly dual to its real vectors; B here is the dual of the
+    real vectors, which is what fixes the Miller indices h = a·q.)
     """
     cell = jnp.asarray(cell)
     ref = _CellOnly(cell=cell, misset=jnp.zeros(3, cell.dtype), recip_matrix=None)
-    return crystal_geo.lattice(Setup(orientation="cell"), ref).reciprocal.T
+    real = crystal_geo.lattice(Setup(orientation="cell"), ref).real  # rows a, b, c (Å)
+    # The exact dual of the kernel's real vectors (a·a* = 1, a·b* = 0): in matrix
+    # mode the kernel rebuilds real vectors as the dual of recip_matrix.
+    return jnp.linalg.inv(real)
 
 
 class _CellOnly(NamedTuple):
@@ -118,12 +123,14 @@ def reciprocal_matrix(U: Array, cell: Array) -> Array:
 def to_matrix_orientation(setup: Setup, params: Params) -> tuple[Setup, Params, Array]:
     """The same crystal with ``orientation == "matrix"``; returns (setup, params, U₀).
 
-    ``recip_matrix`` becomes the reciprocal matrix the kernel built from the
-    cell and misset (columns a*, b*, c*), ``misset`` becomes 0, and U₀ =
+    ``recip_matrix`` becomes the dual of the real vectors the kernel built from
+    the cell and misset (columns a*, b*, c*), ``misset`` becomes 0, and U₀ =
     A*·B(cell)⁻¹ is the orientation to compose refinement rotations with.
-    Images agree with the original setup to rounding.
+    Images agree with the original setup to rounding (for the Gaussian and
+    top-hat spot shapes, whose metric uses the stored reciprocal vectors, to
+    the C construction's ~1e-3 non-duality for non-orthogonal cells).
     """
-    recip = crystal_geo.lattice(setup, params).reciprocal.T
+    recip = jnp.linalg.inv(crystal_geo.lattice(setup, params).real)  # columns a*, b*, c*
     U0 = recip @ jnp.linalg.inv(b_matrix(params.cell))
     new_params = params.replace(recip_matrix=recip, misset=jnp.zeros_like(jnp.asarray(params.misset)))
     return dataclasses.replace(setup, orientation="matrix"), new_params, U0
@@ -313,7 +320,11 @@ def structure_factor_scale(log_scale: Array, F_grid: Array, hkl, hkl_min) -> Arr
     ``log_scale``: (m,) x_h.  exp keeps F positive and makes the step relative.
     """
     idx = np.asarray(hkl, int) - np.asarray(hkl_min, int)[None, :]
-    return jnp.asarray(F_grid).at[idx[:, 0], idx[:, 1], idx[:, 2]].multiply(jnp.exp(log_scale))
+    F_grid = jnp.asarray(F_grid)
+    # A scatter-add of the logs (differentiable for any index list; a repeated
+    # reflection adds its entries) then one exp over the grid.
+    log_grid = jnp.zeros(F_grid.shape, F_grid.dtype).at[idx[:, 0], idx[:, 1], idx[:, 2]].add(log_scale)
+    return F_grid * jnp.exp(log_grid)
 
 
 def background_plane(coeffs: Array, slow_idx: Array, fast_idx: Array, box: Array,
