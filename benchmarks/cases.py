@@ -90,7 +90,7 @@ def full_suite(repeats: int = 5, peers: bool = True, torch: bool = True) -> list
         jobs.append(Job("vmap", "heavy_256_x16", heavy(256), "jax", "vmap", dt, 3, {"batch": 16}))
     for dt in DTYPES:  # shoeboxes (5 % of the pixels) vs the full image
         jobs.append(Job("sparse", "still_1024_5pct", still(1024), "jax", "sparse", dt, repeats,
-                        {"fraction": 0.05, "half_box": 3}))
+                        {"fraction": 0.05, "half_box": 5}))
     for dt in DTYPES:
         jobs.append(Job("cli", "canonical_1024", canonical(1024), "jax", "cli", dt, 3))
     if peers:
