@@ -23,7 +23,7 @@ def parse(argv):
                    help="OpenMP threads of the C program, torch threads of the port")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per job")
     p.add_argument("--only", default="", help="comma-separated groups to run (main, detector_size, "
-                   "subpaths, tiles, grad, vmap, cli, cli_help, noise, memory, panels)")
+                   "subpaths, tiles, grad, vmap, cli, cli_help, noise, memory, panels, sparse)")
     p.add_argument("--impls", default="", help="comma-separated implementations to run (jax, c, torch)")
     p.add_argument("--no-peers", action="store_true", help="skip the C program")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch port")

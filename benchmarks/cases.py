@@ -11,6 +11,15 @@ HEAVY = ("-cell 70 80 90 75 85 95 -default_F 100 -lambda 1.0 -N 5 -mosaic 0.5 -m
          "-detpixels {n}")
 
 
+# A typical still for shoebox refinement: λ 1 Å, a 40×40×55 Å cell at a general orientation.
+STILL = ("-cell 40 40 55 90 90 90 -default_F 100 -lambda 1 -N 10 -distance 80 -pixel 0.1 "
+         "-misset 10 20 30 -oversample 1 -detpixels {n}")
+
+
+def still(n: int = 1024) -> list[str]:
+    return STILL.format(n=n).split()
+
+
 def canonical(n: int = 1024) -> list[str]:
     return CANONICAL.format(n=n).split()
 
@@ -79,6 +88,9 @@ def full_suite(repeats: int = 5, peers: bool = True, torch: bool = True) -> list
                             {"tile_pixels": tile}))
     for dt in DTYPES:
         jobs.append(Job("vmap", "heavy_256_x16", heavy(256), "jax", "vmap", dt, 3, {"batch": 16}))
+    for dt in DTYPES:  # shoeboxes (5 % of the pixels) vs the full image
+        jobs.append(Job("sparse", "still_1024_5pct", still(1024), "jax", "sparse", dt, repeats,
+                        {"fraction": 0.05, "half_box": 5}))
     jobs += cli_jobs(repeats=3, peers=peers)
     for dt in DTYPES:
         jobs.append(Job("memory", "heavy_2048", heavy(2048), "jax", "forward", dt, 1))
@@ -133,6 +145,7 @@ def smoke_suite(peers: bool = True, torch: bool = False) -> list[Job]:
         Job("cli", "canonical_32", canonical(32), "jax", "cli", "float32", 1),
         Job("cli_help", "help", ["-h"], "jax", "help", "-", 1),
         Job("noise", "noise_64", [], "jax", "noise", "float32", 1, {"n": 64}),
+        Job("sparse", "still_64_5pct", still(64), "jax", "sparse", "float64", 1, {"fraction": 0.05}),
     ]
     jobs += [j for j in panels_suite(1, grid=2, n_fast=16, n_slow=12) if j.dtype == "float32"]
     if peers:

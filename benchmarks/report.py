@@ -74,6 +74,10 @@ def evaluate_targets(session: dict) -> list[dict]:
     for dt in ("float32", "float64"):
         target(f"heavy_2048 {dt} peak memory (MB)", get("peak_rss_mb", group="memory",
                                                          case="heavy_2048", dtype=dt), 4096.0, "<")
+    for dt in ("float32", "float64"):
+        for key, label in (("forward_speedup", "forward"), ("grad_speedup", "grad")):
+            target(f"shoeboxes at 5 % of still_1024, {dt}: {label} speed-up vs full image (×)",
+                   get(key, group="sparse", case="still_1024_5pct", dtype=dt), 10.0, ">=")
     target("CLI canonical_1024 end to end, float64, warm cache (s)",
            get("warm_s", group="cli", case="canonical_1024", impl="jax", dtype="float64"), 1.5, "<=")
     target("CLI canonical_1024 end to end, float64, cold cache (s)",
@@ -163,6 +167,16 @@ def markdown(session: dict) -> str:
             _f(r["warm_s"] / r["batch"], 4) if "warm_s" in r and r.get("batch") else "–",
             _f(r.get("single_warm_s"), 4), _f(r.get("speedup_vs_sequential")),
             _f(r.get("peak_rss_mb"), 4), _note(r)] for r in res if r["mode"] == "vmap"])
+    table("Shoeboxes (simulate_pixels) vs the full image (simulate): Σ w·photons over the same pixels",
+          ["case", "dtype", "pixels (fraction)", "full fwd (s)", "sparse fwd (s)", "fwd speed-up",
+           "full grad (s)", "sparse grad (s)", "grad speed-up", "first sparse grad compile (s)",
+           "first full grad compile (s)", "note"],
+          [[r["case"], r["dtype"],
+            f"{r.get('sparse_pixels', '–')} ({_f(r.get('sparse_fraction'), 2, 100)} %)",
+            _f(r.get("full_forward_s"), 4), _f(r.get("sparse_forward_s"), 4),
+            _f(r.get("forward_speedup")), _f(r.get("full_grad_s"), 4), _f(r.get("sparse_grad_s"), 4),
+            _f(r.get("grad_speedup")), _f(r.get("sparse_grad_compile_s")),
+            _f(r.get("full_grad_compile_s")), _note(r)] for r in res if r["mode"] == "sparse"])
     table("Command line, end to end (writes float and int images)",
           ["case", "implementation", "dtype", "cold cache (s)", "warm (s)", "peak RSS (MB)", "× C", "note"],
           [[r["case"], {"jax": "nanoBragg (nanobragg-jax)", "c": "C nanoBragg"}[r["impl"]], r["dtype"],

@@ -9,6 +9,8 @@ Public surface:
 The names are imported on first use (PEP 562), so ``import nanobragg_jax`` and the
 command's ``-h`` do not pay for importing JAX (about 1–3 s); the first use of any export
 imports it.
+  simulate_pixels(setup, params, s, f)  photons at listed pixels (shoeboxes)
+  predict_spots, shoeboxes              Bragg spots of a still, pixels around them
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ _EXPORTS: dict[str, str] = {
     # panels branch: multi-panel detectors (see docs/panels.md)
     "PanelStack": "panels",
     "simulate_panels": "panels",
+    # refine branch: sparse pixels, spot prediction (parameterisations: nanobragg_jax.refine)
+    "simulate_pixels": "pixels",
+    "predict_spots": "spots",
+    "shoeboxes": "spots",
 }
 
 __all__ = sorted(_EXPORTS)
