@@ -55,6 +55,14 @@ def holds_tensors(state: tuple) -> bool:
     return any(is_torch_tensor(v) for _, v in _items(state))
 
 
+def holds_tracers(state: tuple) -> bool:
+    """True when a JAX tracer is among the values (a JAX transformation is running)."""
+    for _, v in _items(state):
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(v)):
+            return True
+    return False
+
+
 def _substitute(state: tuple, paths: list[Path], values: list[Any]) -> tuple:
     """A copy of ``state`` with the values at ``paths`` replaced (user objects untouched)."""
     out = list(state)

@@ -162,7 +162,9 @@ class Crystal(Component):
             "k_range": data.k_max - data.k_min + 1, "l_range": data.l_max - data.l_min + 1,
             "count": data.count,
         }
-        if self._torch_io:
+        from .._arrays import torch_by_default
+
+        if self._torch_io or torch_by_default():
             import torch
 
             self.hkl_data = torch.as_tensor(grid, dtype=self._torch_dtype())
