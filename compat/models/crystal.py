@@ -185,9 +185,17 @@ class Crystal(Component):
                         maxs=(m["h_max"], m["k_max"], m["l_max"]), count=int(m.get("count", 1)) or 1)
 
     def get_structure_factor(self, h, k, l):  # noqa: E741
-        """|F| at (h, k, l): nearest reflection (ceil(x − ½)) or tricubic interpolation, default_F
-        outside the grid (and, for interpolation, where the 4×4×4 neighbourhood leaves it)."""
+        """|F| at (h, k, l): nearest reflection (ceil(x − ½), default_F outside the grid) or,
+        with ``interpolate``, tricubic interpolation — as the C program: the first point
+        (in C order) whose 4×4×4 neighbourhood leaves the grid switches interpolation off
+        for good (``self.interpolate`` becomes False), and it and every later point get
+        the nearest reflection."""
         interpolate = self.interpolate
+        first_out = None
+        if interpolate and self.hkl_metadata is not None:
+            first_out = self._first_out_of_range(h, k, l)
+            if first_out is not None:
+                self._interpolate = False  # C: interpolate = 0 for the rest of the run
 
         def fn(c, hkl_data, h, k, l, dt):  # noqa: E741
             built = build(c, DetectorConfig(), BeamConfig(), dtype=dt, hkl=self._hkl_table(hkl_data),
@@ -198,10 +206,28 @@ class Crystal(Component):
             if not (s.has_hkl and s.interpolate):
                 return near
             tri = physics.structure_factor_tricubic(q, p.F_grid, s.hkl_min)
-            out = physics.interpolation_out_of_range(q, s.hkl_min, s.hkl_max)
-            return jnp.where(out, p.default_F, tri)
+            if first_out is None:
+                # no number to order by (traced): per point, as if each were the first
+                return jnp.where(physics.interpolation_out_of_range(q, s.hkl_min, s.hkl_max), near, tri)
+            order = jnp.arange(near.size).reshape(near.shape)
+            return jnp.where(order < first_out, tri, near)
 
         return self._evaluate(fn, (self.config, self.hkl_data, h, k, l))
+
+    def _first_out_of_range(self, h, k, l):  # noqa: E741
+        """Flat index of the first query whose tricubic neighbourhood leaves the grid, None if
+        none does (or the values are traced)."""
+        from .._values import concrete
+
+        vals = [concrete(v) for v in (h, k, l)]
+        if any(v is None for v in vals):
+            return None
+        q = np.stack(np.broadcast_arrays(*[np.asarray(v, np.float64) for v in vals]), axis=-1)
+        m = self.hkl_metadata
+        out = np.asarray(physics.interpolation_out_of_range(
+            jnp.asarray(q), (m["h_min"], m["k_min"], m["l_min"]), (m["h_max"], m["k_max"], m["l_max"])))
+        hits = np.flatnonzero(out.reshape(-1))
+        return int(hits[0]) if hits.size else None
 
     # -- lattice vectors ----------------------------------------------------------------
     def _evaluate(self, fn, state):

@@ -16,7 +16,16 @@ import importlib.util
 import sys
 
 PORT = "nanobrag_torch"
+# Some of the port's tests import the package through its source folder (``src.nanobrag_torch``).
+PORT_NAMES = (PORT, "src." + PORT)
 TARGET = "compat"
+
+
+def _target(fullname: str):
+    for name in PORT_NAMES:
+        if fullname == name or fullname.startswith(name + "."):
+            return TARGET + fullname[len(name):]
+    return None
 
 
 class _AliasLoader(importlib.abc.Loader):
@@ -34,9 +43,9 @@ class AliasFinder(importlib.abc.MetaPathFinder):
     """Resolves ``nanobrag_torch*`` to the matching ``compat*`` module."""
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != PORT and not fullname.startswith(PORT + "."):
+        real = _target(fullname)
+        if real is None:
             return None
-        real = TARGET + fullname[len(PORT):]
         if fullname.endswith(".__main__"):
             # runpy (python -m) needs a loader with get_code: hand it compat's own file.
             spec = importlib.util.find_spec(real)
@@ -57,7 +66,7 @@ def install() -> None:
     """Put the finder first on ``sys.meta_path`` (idempotent) and drop stale port modules."""
     if not any(isinstance(f, AliasFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, AliasFinder())
-    for name in [n for n in sys.modules if n == PORT or n.startswith(PORT + ".")]:
+    for name in [n for n in sys.modules if _target(n) is not None]:
         if not getattr(sys.modules[name], "__name__", "").startswith(TARGET):
             del sys.modules[name]
 

@@ -1,6 +1,6 @@
 """pytest plugin: record every test's outcome and write them as JSON at the end.
 
-The path comes from the environment variable ``PORT_SUITE_JSON``; the file holds
+The file is rewritten after every test (a killed run keeps its outcomes).  The path comes from the environment variable ``PORT_SUITE_JSON``; the file holds
 ``{"counts": {...}, "outcomes": {nodeid: outcome}, "messages": {nodeid: first line}}``.
 """
 
@@ -20,6 +20,18 @@ def _first_line(report) -> str:
         return str(crash.message).splitlines()[0][:300] if crash.message else ""
     text = str(report.longrepr or "")
     return text.strip().splitlines()[-1][:300] if text.strip() else ""
+
+
+def _write() -> None:
+    path = os.environ.get("PORT_SUITE_JSON")
+    if not path:
+        return
+    counts = Counter(_outcomes.values())
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump({"counts": dict(counts), "outcomes": dict(sorted(_outcomes.items())),
+                   "messages": dict(sorted(_messages.items()))}, fh, indent=1)
+    os.replace(tmp, path)
 
 
 def pytest_runtest_logreport(report):
@@ -47,11 +59,10 @@ def pytest_collectreport(report):
         _messages[report.nodeid] = _first_line(report)
 
 
+def pytest_runtest_logfinish(nodeid, location):
+    # after every test, so that a run that is killed (memory, time) keeps what it measured
+    _write()
+
+
 def pytest_sessionfinish(session, exitstatus):
-    path = os.environ.get("PORT_SUITE_JSON")
-    if not path:
-        return
-    counts = Counter(_outcomes.values())
-    with open(path, "w") as fh:
-        json.dump({"counts": dict(counts), "outcomes": dict(sorted(_outcomes.items())),
-                   "messages": dict(sorted(_messages.items()))}, fh, indent=1)
+    _write()

@@ -43,6 +43,21 @@ sys.modules[__name__] = importlib.import_module("compat")
 '''
 
 
+def _limit(gb: float):
+    """preexec_fn capping the test process's address space (an allocation then fails in
+    that test instead of the machine's OOM killer stopping the run)."""
+    if not gb:
+        return None
+
+    def apply():
+        import resource
+
+        cap = int(gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    return apply
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--port-tests", default=os.environ.get("PORT_TESTS"),
@@ -52,6 +67,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="write the outcomes here (default: port_suite_<target>.json)")
     ap.add_argument("--files", nargs="*", default=None,
                     help="test files (names inside --port-tests; default: every test_*.py)")
+    ap.add_argument("--mem-limit-gb", type=float, default=8.0,
+                    help="address-space limit of the test process (some of the port's gradchecks "
+                         "allocate > 20 GB); 0 = none")
     ap.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = ap.parse_args(argv)
     if not args.port_tests:
@@ -85,7 +103,7 @@ def main(argv=None) -> int:
                "--continue-on-collection-errors", "-W", "ignore::DeprecationWarning",
                *plugins, *[str(tests / f) for f in files], *args.pytest_args]
         print("running:", " ".join(cmd), flush=True)
-        rc = subprocess.call(cmd, cwd=str(root), env=env)
+        rc = subprocess.call(cmd, cwd=str(root), env=env, preexec_fn=_limit(args.mem_limit_gb))
 
     if out_json.exists():
         counts = json.loads(out_json.read_text())["counts"]
