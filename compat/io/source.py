@@ -2,7 +2,8 @@
 
 Parsed by ``nanobragg_jax.io.sources`` (the C program's tokenizer).  Missing columns get
 the C defaults: position −source_distance·beam, weight 1, λ = the default wavelength.
-As in the C program, the file's wavelengths are used (the port replaces them with the
+Lines starting with ``#`` are skipped, as the port does.  As in the C program, the
+file's wavelengths are used (the port replaces them with the
 default wavelength; docs/migration.md).
 """
 
@@ -20,11 +21,31 @@ from .._arrays import as_output, to_numpy
 __all__ = ["read_sourcefile"]
 
 
+def _read_without_comments(filepath) -> np.ndarray:
+    """The core's reader on the file less its ``#`` comment lines (the port skips them; the
+    C tokenizer would read a comment line as a source at the sample)."""
+    import os
+    import tempfile
+
+    with open(filepath, "r", encoding="latin-1") as fh:
+        lines = fh.readlines()
+    kept = [ln for ln in lines if not ln.lstrip().startswith("#")]
+    if len(kept) == len(lines):
+        return read_source_file(str(filepath))
+    fd, tmp = tempfile.mkstemp(suffix=".txt")
+    try:
+        with os.fdopen(fd, "w", encoding="latin-1") as fh:
+            fh.writelines(kept)
+        return read_source_file(tmp)
+    finally:
+        os.unlink(tmp)
+
+
 def read_sourcefile(filepath: Path, default_wavelength_m: float, default_source_distance_m: float = 10.0,
                     beam_direction: Any = None, dtype: Any = None, device: Any = None):
     """``(directions (N, 3) unit vectors from the sample toward each source,
     weights (N,), wavelengths (N,) in metres)``."""
-    rows = np.array(read_source_file(str(filepath)), np.float64)
+    rows = np.array(_read_without_comments(filepath), np.float64)
     beam = np.array([0.0, 0.0, 1.0]) if beam_direction is None else np.asarray(to_numpy(beam_direction), np.float64)
     default_pos = -float(default_source_distance_m) * beam
     for k in range(3):

@@ -18,7 +18,7 @@ from nanobragg_jax.geometry import detector as det_geo
 
 from .._common import Component, evaluate
 from .._translate import RunOptions, build
-from ..config import BeamConfig, CrystalConfig, DetectorConfig
+from ..config import BeamConfig, CrystalConfig, DetectorConfig, DetectorConvention, DetectorPivot  # noqa: F401
 
 __all__ = ["Detector"]
 
@@ -149,6 +149,18 @@ class Detector(Component):
     def beam_center_s(self):
         """Where the direct beam meets the detector, along the slow axis (pixels)."""
         return self._frame_value(lambda f: f.Sbeam / f.pixel_size)
+
+    def _is_default_config(self) -> bool:
+        """True when the config is the unconfigured one (the C program's default detector)."""
+        from .._values import concrete_float
+        from ..config import DetectorConvention
+
+        c, ref = self.config, DetectorConfig()
+        same = all(concrete_float(getattr(c, n)) == concrete_float(getattr(ref, n)) for n in (
+            "distance_mm", "pixel_size_mm", "beam_center_s", "beam_center_f", "detector_rotx_deg",
+            "detector_roty_deg", "detector_rotz_deg", "detector_twotheta_deg"))
+        return bool(same and c.spixels == ref.spixels and c.fpixels == ref.fpixels
+                    and c.detector_convention == DetectorConvention.MOSFLM)
 
     # -- pixels ------------------------------------------------------------------------------
     def get_pixel_coords(self):

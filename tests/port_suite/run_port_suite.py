@@ -86,6 +86,8 @@ def main(argv=None) -> int:
     out_json = Path(args.json or f"port_suite_{args.target}.json").resolve()
 
     env = dict(os.environ)
+    # some tests start "python -m nanobrag_torch" by name: make that this interpreter
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
     env.update(NB_SKIP_INFRA_GATE="1", KMP_DUPLICATE_LIB_OK="TRUE", PORT_SUITE_JSON=str(out_json))
     plugins = ["-p", "port_outcomes"]
     with tempfile.TemporaryDirectory(prefix="nanobrag_shim_") as shim:
