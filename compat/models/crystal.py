@@ -48,6 +48,13 @@ def _rotated_vectors(setup, params):
             (recip[..., 0, :], recip[..., 1, :], recip[..., 2, :]))
 
 
+def _plain(x):
+    try:
+        return None if x is None else float(x)
+    except (TypeError, ValueError):
+        return None
+
+
 class Crystal(Component):
     """Unit cell, orientation and structure factors (the port's ``models.crystal.Crystal``).
 
@@ -71,10 +78,24 @@ class Crystal(Component):
             beam_config, device, dtype = None, beam_config, device
         self.config = config if config is not None else CrystalConfig()
         self.beam_config = beam_config
+        self._clip_sample_to_beam()
         self._init_device(device, dtype)
         self.hkl_data: Any = None  # (h_range, k_range, l_range) grid, F(h,k,l) at [h-h_min, …]
         self.hkl_metadata: Optional[dict] = None
         self._interpolate: Optional[bool] = None
+
+    def _clip_sample_to_beam(self) -> None:
+        """The C program's (and the port's) clipping of the sample's height and width by the
+        beam size (informational: compat's crystal size is ``N_cells``)."""
+        beamsize_mm = _plain(getattr(self.beam_config, "beamsize_mm", 0.0))
+        if not beamsize_mm or beamsize_mm <= 0:
+            return
+        beamsize_m = beamsize_mm / 1000.0
+        for name in ("sample_y", "sample_z"):
+            value = _plain(getattr(self.config, name, None))
+            if value is not None and beamsize_m < value:
+                print(f"Warning: Clipping {name} from {value:.6e} m to beamsize {beamsize_m:.6e} m")
+                setattr(self.config, name, beamsize_m)
 
     # -- cell parameters (read from the config every time) ------------------------
     @property
