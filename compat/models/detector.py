@@ -151,6 +151,16 @@ class Detector(Component):
         """Where the direct beam meets the detector, along the slow axis (pixels)."""
         return self._frame_value(lambda f: _beam_hit(f)[1] / f.pixel_size)
 
+    def _apply_mosflm_beam_convention(self):
+        """(Fbeam, Sbeam) in metres from the configured beam centre: the C program's
+        convention mapping (MOSFLM: Fbeam = Ybeam + ½ pixel, Sbeam = Xbeam + ½ pixel)."""
+
+        def fn(d, dt):
+            b = self._built(d, dt)
+            return det_geo.beam_center_on_detector(b.setup, b.params)
+
+        return self._evaluate(fn)
+
     def verify_beam_center_preservation(self, tolerance: float = 1e-6):
         """``(preserved, details)``: does the direct beam still meet the rotated detector at
         the configured beam centre?  Distances in metres; ``preserved`` when both

@@ -1,6 +1,8 @@
 """Noise images under the port's name (``nanobrag_torch.utils.noise``), drawn by
-``nanobragg_jax.noise``: with a seed, the C program's exact ``-noisefile`` sequence;
-without one, ``jax.random`` (statistically equivalent)."""
+``nanobragg_jax.noise.noise_image_fast`` (``jax.random`` Poisson counts, Gaussian above
+10⁶ photons, as the C program; the same seed gives the same image).  The port draws
+from torch's generator, so neither reproduces the C program's ``-noisefile`` sequence;
+for that, use ``nanobragg_jax.noise.noise_image_exact`` or the command line."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ import numpy as np
 from nanobragg_jax import noise as _noise
 
 from .._arrays import as_output, to_numpy
-from .._values import is_torch_tensor
 
 __all__ = ["generate_poisson_noise"]
 
@@ -22,22 +23,21 @@ def generate_poisson_noise(mean: Any, seed: Optional[int] = None, adc_offset: fl
     plus ``adc_offset``, clipped to [0, ``overload_value``] as the C program does.
 
     The C program adds no readout noise to its noise image; neither does this
-    (``readout_noise`` is accepted for the port's signature).  ``seed`` is the C ``-seed``.
+    (``readout_noise`` is accepted for the port's signature).
     """
     img = np.asarray(to_numpy(mean), np.float64)
     shape = img.shape
     img2 = img.reshape(shape[0], -1) if img.ndim >= 2 else img.reshape(1, -1)
+    import jax
+
     if seed is None:  # a fresh stream, as the port draws from torch's global generator
-        seed = int(np.random.SeedSequence().entropy % (2**31 - 1)) + 1
-    counts, _, _ = _noise.noise_image_exact(img2, _noise_seed(seed), adc=0.0)
+        seed = int(np.random.SeedSequence().entropy % (2**31 - 1))
+    counts, _, _ = _noise.noise_image_fast(img2, jax.random.key(int(seed)), adc=0.0)
     noisy = np.asarray(counts, np.float64).reshape(shape) + float(adc_offset)
     noisy = np.clip(noisy, 0.0, None)
     overloads = int(np.sum(noisy > overload_value))
     noisy = np.minimum(noisy, float(overload_value))
-    return as_output(noisy, mean.dtype if is_torch_tensor(mean) else None), overloads
+    # integer counts, as the port returns them (int32)
+    return as_output(noisy.astype(np.int32), keep_dtype=True), overloads
 
 
-def _noise_seed(seed: int) -> int:
-    from nanobragg_jax.rng import seed_from_cli
-
-    return seed_from_cli(int(seed))

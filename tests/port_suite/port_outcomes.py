@@ -1,5 +1,7 @@
 """pytest plugin: record every test's outcome and write them as JSON at the end.
 
+It also removes a stale ``Fdump.bin`` from the working directory before each test.
+
 The file is rewritten after every test (a killed run keeps its outcomes).  The path comes from the environment variable ``PORT_SUITE_JSON``; the file holds
 ``{"counts": {...}, "outcomes": {nodeid: outcome}, "messages": {nodeid: first line}}``.
 """
@@ -32,6 +34,14 @@ def _write() -> None:
         json.dump({"counts": dict(counts), "outcomes": dict(sorted(_outcomes.items())),
                    "messages": dict(sorted(_messages.items()))}, fh, indent=1)
     os.replace(tmp, path)
+
+
+def pytest_runtest_setup(item):
+    # The C program (and the port, and our CLI) reads Fdump.bin from the working directory
+    # when no -hkl is given; tests that load an HKL file leave one behind, which would make
+    # later tests depend on the order they run in.  Start every test without it.
+    if os.path.exists("Fdump.bin"):
+        os.remove("Fdump.bin")
 
 
 def pytest_runtest_logreport(report):
