@@ -394,6 +394,11 @@ class BeamConfig:
                                "flux", "exposure", "beamsize_mm"})
 
     def __post_init__(self):
+        # None = not given (the port's scripts pass dmin=None for "no cutoff").
+        if self.dmin is None:
+            self.dmin = 0.0
+        if self.water_size_um is None:
+            self.water_size_um = 0.0
         # fluence = flux·exposure/beamsize² when all three are given (the C program's rule).
         if self.flux != 0 and self.exposure > 0 and self.beamsize_mm >= 0:
             beamsize_m = self.beamsize_mm / 1000.0

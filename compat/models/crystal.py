@@ -79,10 +79,23 @@ class Crystal(Component):
         self.config = config if config is not None else CrystalConfig()
         self.beam_config = beam_config
         self._clip_sample_to_beam()
+        self._draw_random_misset()
         self._init_device(device, dtype)
         self.hkl_data: Any = None  # (h_range, k_range, l_range) grid, F(h,k,l) at [h-h_min, …]
         self.hkl_metadata: Optional[dict] = None
         self._interpolate: Optional[bool] = None
+
+    def _draw_random_misset(self) -> None:
+        """With ``misset_random`` and a seed, record the drawn orientation in
+        ``config.misset_deg`` (as the port does); the draw is the core's
+        (``nanobragg_jax.rng.random_misset_angles``, the C program's ``-misset random``)."""
+        c = self.config
+        if not c.misset_random or c.misset_seed is None:
+            return
+        from nanobragg_jax import rng
+
+        angles = rng.random_misset_angles(rng.seed_from_cli(int(c.misset_seed)))
+        c.misset_deg = tuple(float(np.degrees(a)) for a in angles)
 
     def _clip_sample_to_beam(self) -> None:
         """The C program's (and the port's) clipping of the sample's height and width by the
