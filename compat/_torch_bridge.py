@@ -204,10 +204,9 @@ def call(fn: Callable[..., Any], state: tuple, *, dtype: Optional[np.dtype], dev
     base = _substitute(state, fixed_paths, fixed_values)
 
     if dtype is None:
-        if any(t.dtype == torch.float64 for t in tensors):
-            dtype = np.dtype(np.float64)
-        else:
-            dtype = np.dtype(str(torch.get_default_dtype()).replace("torch.", ""))
+        # The port's objects compute in their dtype, torch's default unless one is given,
+        # whatever the dtype of the tensors put into their configs.
+        dtype = np.dtype(str(torch.get_default_dtype()).replace("torch.", ""))
     x64 = bool(np.dtype(dtype) == np.float64 or any(t.dtype == torch.float64 for t in tensors))
 
     def pure(*xs):

@@ -128,6 +128,38 @@ class Simulator(Component):
 
         return self._evaluate(fn)
 
+    def compute_statistics(self, float_image) -> dict:
+        """The C program's image statistics over the rendered pixels (ROI, unmasked):
+        ``max_I`` and its pixel (``max_I_fast``, ``max_I_slow``) and sub-pixel position
+        (``max_I_subpixel_fast/slow``, m), ``mean``, ``RMS`` = sqrt(Σv²/(N−1)), ``RMSD``
+        from the mean, and ``N`` — computed by ``nanobragg_jax.report.image_statistics``."""
+        from types import SimpleNamespace
+
+        import jax
+        import numpy as np
+
+        from nanobragg_jax import report
+
+        from ._arrays import to_numpy
+
+        image = np.asarray(to_numpy(float_image))
+        with jax.enable_x64(True):
+            built = self.build(dtype=np.float64)
+        setup, params = built.setup, built.params
+        if image.shape != (setup.spixels, setup.fpixels):
+            # an image of another size (the port allows it): its own pixel grid, the ROI clipped
+            # to it, no mask
+            setup = SimpleNamespace(spixels=image.shape[0], fpixels=image.shape[1], roi=setup.roi,
+                                    oversample=setup.oversample, has_mask=False)
+        st = report.image_statistics(image, SimpleNamespace(setup=setup, params=params))
+        if st.n_rendered == 0:
+            return {"max_I": 0.0, "max_I_fast": 0, "max_I_slow": 0, "max_I_subpixel_fast": 0.0,
+                    "max_I_subpixel_slow": 0.0, "mean": 0.0, "RMS": 0.0, "RMSD": 0.0, "N": 0}
+        slow, fast = st.max_pixel if st.max_pixel is not None else (0, 0)
+        return {"max_I": st.max_I, "max_I_fast": int(fast), "max_I_slow": int(slow),
+                "max_I_subpixel_fast": st.max_I_x, "max_I_subpixel_slow": st.max_I_y, "mean": st.mean,
+                "RMS": st.rms, "RMSD": st.rmsd, "N": st.n_rendered}
+
     # -- the port's beam attributes ----------------------------------------------------------
     @property
     def wavelength(self):

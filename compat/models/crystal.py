@@ -115,25 +115,49 @@ class Crystal(Component):
     def cell_a(self):
         return self._value(self.config.cell_a)
 
+    @cell_a.setter
+    def cell_a(self, value):  # the port's in-place refinement update: it goes into the config
+        self.config.cell_a = value
+
     @property
     def cell_b(self):
         return self._value(self.config.cell_b)
+
+    @cell_b.setter
+    def cell_b(self, value):  # the port's in-place refinement update: it goes into the config
+        self.config.cell_b = value
 
     @property
     def cell_c(self):
         return self._value(self.config.cell_c)
 
+    @cell_c.setter
+    def cell_c(self, value):  # the port's in-place refinement update: it goes into the config
+        self.config.cell_c = value
+
     @property
     def cell_alpha(self):
         return self._value(self.config.cell_alpha)
+
+    @cell_alpha.setter
+    def cell_alpha(self, value):  # the port's in-place refinement update: it goes into the config
+        self.config.cell_alpha = value
 
     @property
     def cell_beta(self):
         return self._value(self.config.cell_beta)
 
+    @cell_beta.setter
+    def cell_beta(self, value):  # the port's in-place refinement update: it goes into the config
+        self.config.cell_beta = value
+
     @property
     def cell_gamma(self):
         return self._value(self.config.cell_gamma)
+
+    @cell_gamma.setter
+    def cell_gamma(self, value):  # the port's in-place refinement update: it goes into the config
+        self.config.cell_gamma = value
 
     @property
     def N_cells_a(self):
