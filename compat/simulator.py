@@ -33,6 +33,26 @@ _ROTATION_FIELDS = ("phi_start_deg", "osc_range_deg", "phi_steps", "mosaic_sprea
                     "mosaic_domains", "mosaic_seed", "spindle_axis")
 
 
+def _sample_pixels(image, count: int):
+    """``(intensities, slow_indices, fast_indices)`` of ``count`` pixels drawn uniformly without
+    replacement (the port's stochastic pixel sampling for SGD).  The whole image is rendered
+    and then sampled, so the values and their gradients are the full image's; only the
+    cost is not reduced (for that, render a ROI, or use the core's sparse-pixel path)."""
+    S, F = image.shape[-2], image.shape[-1]
+    n = max(0, min(count, S * F))
+    from ._values import is_torch_tensor
+
+    if is_torch_tensor(image):
+        import torch
+
+        flat = torch.randperm(S * F, device=image.device)[:n]
+        return image.reshape(-1)[flat], flat // F, flat % F
+    import numpy as np
+
+    flat = jnp.asarray(np.random.default_rng().permutation(S * F)[:n])
+    return image.reshape(-1)[flat], flat // F, flat % F
+
+
 class Simulator(Component):
     """Renders the diffraction image of ``crystal`` on ``detector``.
 
@@ -104,14 +124,14 @@ class Simulator(Component):
 
         Args:
           pixel_batch_size: detector rows per tile (bounds memory; the core tiles anyway).
-          stochastic_pixel_count, override_a_star: the port's experimental hooks; not
-            supported (raise ``NotImplementedError``).
+          stochastic_pixel_count: return ``(intensities, slow_indices, fast_indices)`` of that
+            many pixels drawn at random (the port's SGD sampling; the image is rendered whole).
+          override_a_star: the port's experimental hook; not supported (``NotImplementedError``).
           oversample, oversample_omega, oversample_polar, oversample_thick: override the
             detector config for this run.
         """
-        if stochastic_pixel_count is not None:
-            raise NotImplementedError("compat: stochastic_pixel_count is not supported; use a ROI "
-                                      "(DetectorConfig.roi_*) or a mask to render part of the detector")
+        if stochastic_pixel_count is not None and pixel_batch_size is not None:
+            raise ValueError("stochastic_pixel_count and pixel_batch_size are mutually exclusive")
         if override_a_star is not None:
             raise NotImplementedError("compat: override_a_star is not supported; give the orientation "
                                       "through CrystalConfig.mosflm_a_star/b_star/c_star")
@@ -124,9 +144,15 @@ class Simulator(Component):
         def fn(c, d, b, hkl_data, dt):
             built = build(c, d, b, dtype=dt, hkl=crystal._hkl_table(hkl_data),
                           interpolate=crystal._interpolate, run=opts, device=device)
+            requested = opts.oversample if opts.oversample is not None else d.oversample
+            if requested is None or requested <= 0:
+                print(f"auto-selected {built.setup.oversample}-fold oversampling")  # the C program's line
             return simulate(built.setup, built.params)
 
-        return self._evaluate(fn)
+        image = self._evaluate(fn)
+        if stochastic_pixel_count is None:
+            return image
+        return _sample_pixels(image, int(stochastic_pixel_count))
 
     def compute_statistics(self, float_image) -> dict:
         """The C program's image statistics over the rendered pixels (ROI, unmasked):

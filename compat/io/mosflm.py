@@ -24,7 +24,16 @@ def read_mosflm_matrix(filepath: Union[str, Path], wavelength_A: float):
     """
     if not wavelength_A or wavelength_A <= 0:
         raise ValueError("read_mosflm_matrix: wavelength_A must be positive")
-    m = _read_matrix(filepath) / float(wavelength_A)
+    import os
+
+    from nanobragg_jax.io.errors import InputFileError
+
+    if not os.path.exists(filepath):
+        raise FileNotFoundError(f"MOSFLM matrix file not found: {filepath}")
+    try:
+        m = _read_matrix(filepath) / float(wavelength_A)
+    except InputFileError as exc:
+        raise ValueError(f"a MOSFLM matrix file must contain exactly 9 numbers: {exc}") from exc
     return m[:, 0].copy(), m[:, 1].copy(), m[:, 2].copy()
 
 

@@ -79,9 +79,21 @@ class Detector(Component):
     def spixels(self) -> int:
         return self.config.spixels
 
+    @spixels.setter
+    def spixels(self, value: int) -> None:  # the port's scripts resize a detector in place
+        if self.config.roi_ymax == self.config.spixels - 1:  # a full-frame ROI stays full-frame
+            self.config.roi_ymax = int(value) - 1
+        self.config.spixels = int(value)
+
     @property
     def fpixels(self) -> int:
         return self.config.fpixels
+
+    @fpixels.setter
+    def fpixels(self, value: int) -> None:
+        if self.config.roi_xmax == self.config.fpixels - 1:
+            self.config.roi_xmax = int(value) - 1
+        self.config.fpixels = int(value)
 
     @property
     def distance(self):
