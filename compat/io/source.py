@@ -45,7 +45,12 @@ def read_sourcefile(filepath: Path, default_wavelength_m: float, default_source_
                     beam_direction: Any = None, dtype: Any = None, device: Any = None):
     """``(directions (N, 3) unit vectors from the sample toward each source,
     weights (N,), wavelengths (N,) in metres)``."""
-    rows = np.array(_read_without_comments(filepath), np.float64)
+    from nanobragg_jax.io.errors import InputFileError
+
+    try:
+        rows = np.array(_read_without_comments(filepath), np.float64)
+    except InputFileError as exc:
+        raise ValueError(f"No valid source lines found in {filepath}: {exc}") from exc
     beam = np.array([0.0, 0.0, 1.0]) if beam_direction is None else np.asarray(to_numpy(beam_direction), np.float64)
     default_pos = -float(default_source_distance_m) * beam
     for k in range(3):
