@@ -25,6 +25,13 @@ from compat.models.detector import Detector  # noqa: E402
 from compat.simulator import Simulator  # noqa: E402
 
 DEVICE = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def jax_results_for_plain_numbers(monkeypatch):
+    """The reference computations below pass plain numbers and expect JAX arrays; with torch
+    imported they would otherwise get torch tensors (compat._arrays)."""
+    monkeypatch.setenv("NANOBRAGG_COMPAT_ARRAYS", "jax")
 DTYPE = torch.float64
 
 
