@@ -1,5 +1,5 @@
 """Noise images under the port's name (``nanobrag_torch.utils.noise``), drawn by
-``nanobragg_jax.noise.noise_image_fast`` (``jax.random`` Poisson counts, Gaussian above
+the sampler of ``nanobragg_jax.noise.noise_image_fast`` (``jax.random`` Poisson counts, Gaussian above
 10⁶ photons, as the C program; the same seed gives the same image).  The port draws
 from torch's generator, so neither reproduces the C program's ``-noisefile`` sequence;
 for that, use ``nanobragg_jax.noise.noise_image_exact`` or the command line."""
@@ -32,8 +32,9 @@ def generate_poisson_noise(mean: Any, seed: Optional[int] = None, adc_offset: fl
 
     if seed is None:  # a fresh stream, as the port draws from torch's global generator
         seed = int(np.random.SeedSequence().entropy % (2**31 - 1))
-    counts, _, _ = _noise.noise_image_fast(img2, jax.random.key(int(seed)), adc=0.0)
-    noisy = np.asarray(counts, np.float64).reshape(shape) + float(adc_offset)
+    # the core's sampler before its uint16 conversion (the port's overload value may exceed 65535)
+    counts = _noise._fast_counts_chunked(np.asarray(img2, np.float32).ravel(), jax.random.key(int(seed)))
+    noisy = np.rint(np.asarray(counts, np.float64)).reshape(shape) + float(adc_offset)
     noisy = np.clip(noisy, 0.0, None)
     overloads = int(np.sum(noisy > overload_value))
     noisy = np.minimum(noisy, float(overload_value))
