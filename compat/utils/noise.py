@@ -33,7 +33,17 @@ def generate_poisson_noise(mean: Any, seed: Optional[int] = None, adc_offset: fl
     if seed is None:  # a fresh stream, as the port draws from torch's global generator
         seed = int(np.random.SeedSequence().entropy % (2**31 - 1))
     # the core's sampler before its uint16 conversion (the port's overload value may exceed 65535)
-    counts = _noise._fast_counts_chunked(np.asarray(img2, np.float32).ravel(), jax.random.key(int(seed)))
+    flat = np.asarray(img2, np.float32).ravel()
+    key = jax.random.key(int(seed))
+    if flat.size < _noise._FAST_CHUNK:
+        # small inputs: pad to a power of two rather than a whole chunk (a few compiled shapes,
+        # each cheap to call again)
+        size = 1 << max(6, int(flat.size - 1).bit_length())
+        buf = np.zeros(size, np.float32)
+        buf[:flat.size] = flat
+        counts = np.asarray(_noise._fast_counts(jax.numpy.asarray(buf), key))[:flat.size]
+    else:
+        counts = _noise._fast_counts_chunked(flat, key)
     noisy = np.rint(np.asarray(counts, np.float64)).reshape(shape) + float(adc_offset)
     noisy = np.clip(noisy, 0.0, None)
     overloads = int(np.sum(noisy > overload_value))
