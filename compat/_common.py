@@ -6,7 +6,9 @@ configs (``evaluate``), so a config field overwritten after construction — the
 sees the whole path from the config field to the result.  When the configs hold torch
 tensors, or the object was created with a torch device or dtype, ``evaluate`` goes
 through ``compat._torch_bridge`` and returns torch tensors whose backward pass is the
-JAX VJP.
+JAX VJP.  With only plain numbers in the configs, ``compat._arrays.torch_by_default``
+decides (torch tensors when the program has imported torch); JAX tracers anywhere in
+the configs always mean a JAX evaluation.
 """
 
 from __future__ import annotations
@@ -65,7 +67,9 @@ def evaluate(fn: Callable[..., Any], state: tuple, *, dtype: Optional[np.dtype],
     ``state`` itself) become differentiable inputs of the bridge.
     """
     from . import _torch_bridge
+    from ._arrays import torch_by_default
 
-    if torch_io or _torch_bridge.holds_tensors(state):
+    if (torch_io or _torch_bridge.holds_tensors(state)
+            or (not _torch_bridge.holds_tracers(state) and torch_by_default())):
         return _torch_bridge.call(fn, state, dtype=dtype, device=device)
     return fn(*state, jax_dtype(dtype))

@@ -55,6 +55,14 @@ def holds_tensors(state: tuple) -> bool:
     return any(is_torch_tensor(v) for _, v in _items(state))
 
 
+def holds_tracers(state: tuple) -> bool:
+    """True when a JAX tracer is among the values (a JAX transformation is running)."""
+    for _, v in _items(state):
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(v)):
+            return True
+    return False
+
+
 def _substitute(state: tuple, paths: list[Path], values: list[Any]) -> tuple:
     """A copy of ``state`` with the values at ``paths`` replaced (user objects untouched)."""
     out = list(state)
@@ -196,10 +204,9 @@ def call(fn: Callable[..., Any], state: tuple, *, dtype: Optional[np.dtype], dev
     base = _substitute(state, fixed_paths, fixed_values)
 
     if dtype is None:
-        if any(t.dtype == torch.float64 for t in tensors):
-            dtype = np.dtype(np.float64)
-        else:
-            dtype = np.dtype(str(torch.get_default_dtype()).replace("torch.", ""))
+        # The port's objects compute in their dtype, torch's default unless one is given,
+        # whatever the dtype of the tensors put into their configs.
+        dtype = np.dtype(str(torch.get_default_dtype()).replace("torch.", ""))
     x64 = bool(np.dtype(dtype) == np.float64 or any(t.dtype == torch.float64 for t in tensors))
 
     def pure(*xs):

@@ -223,6 +223,17 @@ class DetectorConfig:
             raise ValueError("Pixel size must be positive")
         if self.oversample < -1 or self.oversample == 0:
             raise ValueError("Oversample must be -1 (auto-select) or >= 1")
+        conv = self.effective_convention()
+        if conv != DetectorConvention.CUSTOM:
+            # Fill in what the C program decides from the convention, as the port shows it.
+            if self.detector_pivot is None:
+                self.detector_pivot = (DetectorPivot.SAMPLE if conv in (DetectorConvention.XDS, DetectorConvention.DIALS)
+                                       else DetectorPivot.BEAM)
+            if self.twotheta_axis is None:
+                from ._arrays import as_output
+
+                self.twotheta_axis = as_output(TWOTHETA_AXES[conv]) if _torch_results() \
+                    else TWOTHETA_AXES[conv]
         if self.beam_center_s is None or self.beam_center_f is None:
             default_s, default_f = self.default_beam_center()
             if self.beam_center_s is None:
@@ -250,6 +261,25 @@ class DetectorConfig:
             if shape != (self.spixels, self.fpixels):
                 raise ValueError(
                     f"Mask array shape {shape} must match detector dimensions ({self.spixels}, {self.fpixels})")
+
+    @classmethod
+    def from_cli_args(cls, distance_mm: Any = None, close_distance_mm: Any = None, pivot: Optional[str] = None,
+                      **kwargs) -> "DetectorConfig":
+        """A config from the values of ``-distance``, ``-close_distance`` and ``-pivot``
+        (None = flag not given), with the C program's rules: ``-close_distance`` alone also
+        sets the distance (the C parser's ``-distance`` substring match), an explicit
+        ``-pivot`` wins, and otherwise the pivot is left to the convention (the C program's
+        MOSFLM/DENZO/ADXV blocks choose BEAM even after ``-close_distance``; the port
+        chooses SAMPLE there — docs/migration.md)."""
+        if distance_mm is None and close_distance_mm is not None:
+            distance_mm = close_distance_mm
+        if distance_mm is not None:
+            kwargs["distance_mm"] = distance_mm
+        if close_distance_mm is not None:
+            kwargs["close_distance_mm"] = close_distance_mm
+        if pivot is not None:
+            kwargs["detector_pivot"] = DetectorPivot(str(pivot).lower())
+        return cls(**kwargs)
 
     # -- helpers ---------------------------------------------------------------
     def uses_custom_vectors(self) -> bool:
@@ -310,6 +340,12 @@ class DetectorConfig:
         return abs(s - ds) <= 1e-12 * max(1.0, abs(ds)) and abs(f - df) <= 1e-12 * max(1.0, abs(df))
 
 
+def _torch_results() -> bool:
+    from ._arrays import torch_by_default
+
+    return torch_by_default()
+
+
 # 2θ axes of the conventions (the C program's defaults).
 TWOTHETA_AXES = {
     DetectorConvention.MOSFLM: (0.0, 0.0, -1.0),
@@ -358,6 +394,11 @@ class BeamConfig:
                                "flux", "exposure", "beamsize_mm"})
 
     def __post_init__(self):
+        # None = not given (the port's scripts pass dmin=None for "no cutoff").
+        if self.dmin is None:
+            self.dmin = 0.0
+        if self.water_size_um is None:
+            self.water_size_um = 0.0
         # fluence = flux·exposure/beamsize² when all three are given (the C program's rule).
         if self.flux != 0 and self.exposure > 0 and self.beamsize_mm >= 0:
             beamsize_m = self.beamsize_mm / 1000.0

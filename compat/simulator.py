@@ -33,6 +33,26 @@ _ROTATION_FIELDS = ("phi_start_deg", "osc_range_deg", "phi_steps", "mosaic_sprea
                     "mosaic_domains", "mosaic_seed", "spindle_axis")
 
 
+def _sample_pixels(image, count: int):
+    """``(intensities, slow_indices, fast_indices)`` of ``count`` pixels drawn uniformly without
+    replacement (the port's stochastic pixel sampling for SGD).  The whole image is rendered
+    and then sampled, so the values and their gradients are the full image's; only the
+    cost is not reduced (for that, render a ROI, or use the core's sparse-pixel path)."""
+    S, F = image.shape[-2], image.shape[-1]
+    n = max(0, min(count, S * F))
+    from ._values import is_torch_tensor
+
+    if is_torch_tensor(image):
+        import torch
+
+        flat = torch.randperm(S * F, device=image.device)[:n]
+        return image.reshape(-1)[flat], flat // F, flat % F
+    import numpy as np
+
+    flat = jnp.asarray(np.random.default_rng().permutation(S * F)[:n])
+    return image.reshape(-1)[flat], flat // F, flat % F
+
+
 class Simulator(Component):
     """Renders the diffraction image of ``crystal`` on ``detector``.
 
@@ -104,14 +124,14 @@ class Simulator(Component):
 
         Args:
           pixel_batch_size: detector rows per tile (bounds memory; the core tiles anyway).
-          stochastic_pixel_count, override_a_star: the port's experimental hooks; not
-            supported (raise ``NotImplementedError``).
+          stochastic_pixel_count: return ``(intensities, slow_indices, fast_indices)`` of that
+            many pixels drawn at random (the port's SGD sampling; the image is rendered whole).
+          override_a_star: the port's experimental hook; not supported (``NotImplementedError``).
           oversample, oversample_omega, oversample_polar, oversample_thick: override the
             detector config for this run.
         """
-        if stochastic_pixel_count is not None:
-            raise NotImplementedError("compat: stochastic_pixel_count is not supported; use a ROI "
-                                      "(DetectorConfig.roi_*) or a mask to render part of the detector")
+        if stochastic_pixel_count is not None and pixel_batch_size is not None:
+            raise ValueError("stochastic_pixel_count and pixel_batch_size are mutually exclusive")
         if override_a_star is not None:
             raise NotImplementedError("compat: override_a_star is not supported; give the orientation "
                                       "through CrystalConfig.mosflm_a_star/b_star/c_star")
@@ -124,9 +144,47 @@ class Simulator(Component):
         def fn(c, d, b, hkl_data, dt):
             built = build(c, d, b, dtype=dt, hkl=crystal._hkl_table(hkl_data),
                           interpolate=crystal._interpolate, run=opts, device=device)
+            requested = opts.oversample if opts.oversample is not None else d.oversample
+            if requested is None or requested <= 0:
+                print(f"auto-selected {built.setup.oversample}-fold oversampling")  # the C program's line
             return simulate(built.setup, built.params)
 
-        return self._evaluate(fn)
+        image = self._evaluate(fn)
+        if stochastic_pixel_count is None:
+            return image
+        return _sample_pixels(image, int(stochastic_pixel_count))
+
+    def compute_statistics(self, float_image) -> dict:
+        """The C program's image statistics over the rendered pixels (ROI, unmasked):
+        ``max_I`` and its pixel (``max_I_fast``, ``max_I_slow``) and sub-pixel position
+        (``max_I_subpixel_fast/slow``, m), ``mean``, ``RMS`` = sqrt(Σv²/(N−1)), ``RMSD``
+        from the mean, and ``N`` — computed by ``nanobragg_jax.report.image_statistics``."""
+        from types import SimpleNamespace
+
+        import jax
+        import numpy as np
+
+        from nanobragg_jax import report
+
+        from ._arrays import to_numpy
+
+        image = np.asarray(to_numpy(float_image))
+        with jax.enable_x64(True):
+            built = self.build(dtype=np.float64)
+        setup, params = built.setup, built.params
+        if image.shape != (setup.spixels, setup.fpixels):
+            # an image of another size (the port allows it): its own pixel grid, the ROI clipped
+            # to it, no mask
+            setup = SimpleNamespace(spixels=image.shape[0], fpixels=image.shape[1], roi=setup.roi,
+                                    oversample=setup.oversample, has_mask=False)
+        st = report.image_statistics(image, SimpleNamespace(setup=setup, params=params))
+        if st.n_rendered == 0:
+            return {"max_I": 0.0, "max_I_fast": 0, "max_I_slow": 0, "max_I_subpixel_fast": 0.0,
+                    "max_I_subpixel_slow": 0.0, "mean": 0.0, "RMS": 0.0, "RMSD": 0.0, "N": 0}
+        slow, fast = st.max_pixel if st.max_pixel is not None else (0, 0)
+        return {"max_I": st.max_I, "max_I_fast": int(fast), "max_I_slow": int(slow),
+                "max_I_subpixel_fast": st.max_I_x, "max_I_subpixel_slow": st.max_I_y, "mean": st.mean,
+                "RMS": st.rms, "RMSD": st.rmsd, "N": st.n_rendered}
 
     # -- the port's beam attributes ----------------------------------------------------------
     @property

@@ -46,6 +46,13 @@ TRICLINIC = dict(cell_a=70.0, cell_b=80.0, cell_c=90.0, cell_alpha=75.0, cell_be
 needs_golden = pytest.mark.usefixtures("golden_corpus")  # fails, never skips, without the corpus
 
 
+@pytest.fixture(autouse=True)
+def jax_results(monkeypatch):
+    """These tests check JAX results; torch may be imported by another test module of the
+    same session, which would switch plain-number inputs to torch results (compat._arrays)."""
+    monkeypatch.setenv("NANOBRAGG_COMPAT_ARRAYS", "jax")
+
+
 def make_sim(crystal_kw, detector_kw, beam_kw=None, **sim_kw):
     cc = CrystalConfig(**crystal_kw)
     return Simulator(Crystal(cc), Detector(DetectorConfig(**detector_kw)), crystal_config=cc,

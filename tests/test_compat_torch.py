@@ -25,6 +25,13 @@ from compat.models.detector import Detector  # noqa: E402
 from compat.simulator import Simulator  # noqa: E402
 
 DEVICE = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def jax_results_for_plain_numbers(monkeypatch):
+    """The reference computations below pass plain numbers and expect JAX arrays; with torch
+    imported they would otherwise get torch tensors (compat._arrays)."""
+    monkeypatch.setenv("NANOBRAGG_COMPAT_ARRAYS", "jax")
 DTYPE = torch.float64
 
 
@@ -174,3 +181,46 @@ def test_dlpack_transfers_do_not_copy_on_cpu():
     u = _torch_bridge.to_torch(b)
     assert u.data_ptr() == b.unsafe_buffer_pointer()
     np.testing.assert_array_equal(u.numpy(), np.asarray(b))
+
+
+def test_plain_numbers_give_torch_results_when_torch_is_imported(monkeypatch):
+    """The port's scripts pass plain numbers and use torch on the results; JAX values in
+    still give JAX results; NANOBRAGG_COMPAT_ARRAYS overrides the default."""
+    monkeypatch.delenv("NANOBRAGG_COMPAT_ARRAYS", raising=False)
+    cc = CrystalConfig(N_cells=(2, 2, 2), default_F=100.0)
+    dc = DetectorConfig(spixels=8, fpixels=8, oversample=1)
+    sim = Simulator(Crystal(cc), Detector(dc), crystal_config=cc, beam_config=BeamConfig())
+    image = sim.run()
+    assert isinstance(image, torch.Tensor) and bool(torch.isfinite(image).all())
+
+    from compat.utils.physics import sincg
+    assert isinstance(sincg(torch.tensor(0.3), torch.tensor(5.0)), torch.Tensor)
+    assert isinstance(jax.grad(lambda x: sincg(x, 5.0))(0.3), jax.Array)
+
+    monkeypatch.setenv("NANOBRAGG_COMPAT_ARRAYS", "jax")
+    assert isinstance(sim.run(), jax.Array)
+
+
+def test_port_module_names_resolve_to_compat(tmp_path):
+    """The port-suite runner's alias: nanobrag_torch.* is compat.* (same module objects)."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "port_suite"))
+    try:
+        alias = importlib.import_module("nanobrag_alias")
+        alias.install()
+        port_io = importlib.import_module("nanobrag_torch.io.hkl")
+        import compat.io.hkl
+
+        assert port_io is compat.io.hkl
+        hkl = tmp_path / "t.hkl"
+        hkl.write_text("0 0 0 10\n1 0 0 20\n")
+        grid, meta = port_io.read_hkl_file(str(hkl), dtype=torch.float64)
+        assert isinstance(grid, torch.Tensor) and grid.shape == (2, 1, 1) and meta["h_max"] == 1
+    finally:
+        sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "AliasFinder"]
+        for name in [n for n in sys.modules if n.startswith("nanobrag_torch")]:
+            del sys.modules[name]
+        sys.path.remove(str(Path(__file__).parent / "port_suite"))

@@ -48,6 +48,13 @@ def _rotated_vectors(setup, params):
             (recip[..., 0, :], recip[..., 1, :], recip[..., 2, :]))
 
 
+def _plain(x):
+    try:
+        return None if x is None else float(x)
+    except (TypeError, ValueError):
+        return None
+
+
 class Crystal(Component):
     """Unit cell, orientation and structure factors (the port's ``models.crystal.Crystal``).
 
@@ -71,35 +78,86 @@ class Crystal(Component):
             beam_config, device, dtype = None, beam_config, device
         self.config = config if config is not None else CrystalConfig()
         self.beam_config = beam_config
+        self._clip_sample_to_beam()
+        self._draw_random_misset()
         self._init_device(device, dtype)
         self.hkl_data: Any = None  # (h_range, k_range, l_range) grid, F(h,k,l) at [h-h_min, …]
         self.hkl_metadata: Optional[dict] = None
         self._interpolate: Optional[bool] = None
+
+    def _draw_random_misset(self) -> None:
+        """With ``misset_random`` and a seed, record the drawn orientation in
+        ``config.misset_deg`` (as the port does); the draw is the core's
+        (``nanobragg_jax.rng.random_misset_angles``, the C program's ``-misset random``)."""
+        c = self.config
+        if not c.misset_random or c.misset_seed is None:
+            return
+        from nanobragg_jax import rng
+
+        angles = rng.random_misset_angles(rng.seed_from_cli(int(c.misset_seed)))
+        c.misset_deg = tuple(float(np.degrees(a)) for a in angles)
+
+    def _clip_sample_to_beam(self) -> None:
+        """The C program's (and the port's) clipping of the sample's height and width by the
+        beam size (informational: compat's crystal size is ``N_cells``)."""
+        beamsize_mm = _plain(getattr(self.beam_config, "beamsize_mm", 0.0))
+        if not beamsize_mm or beamsize_mm <= 0:
+            return
+        beamsize_m = beamsize_mm / 1000.0
+        for name in ("sample_y", "sample_z"):
+            value = _plain(getattr(self.config, name, None))
+            if value is not None and beamsize_m < value:
+                print(f"Warning: Clipping {name} from {value:.6e} m to beamsize {beamsize_m:.6e} m")
+                setattr(self.config, name, beamsize_m)
 
     # -- cell parameters (read from the config every time) ------------------------
     @property
     def cell_a(self):
         return self._value(self.config.cell_a)
 
+    @cell_a.setter
+    def cell_a(self, value):  # the port's in-place refinement update: it goes into the config
+        self.config.cell_a = value
+
     @property
     def cell_b(self):
         return self._value(self.config.cell_b)
+
+    @cell_b.setter
+    def cell_b(self, value):  # the port's in-place refinement update: it goes into the config
+        self.config.cell_b = value
 
     @property
     def cell_c(self):
         return self._value(self.config.cell_c)
 
+    @cell_c.setter
+    def cell_c(self, value):  # the port's in-place refinement update: it goes into the config
+        self.config.cell_c = value
+
     @property
     def cell_alpha(self):
         return self._value(self.config.cell_alpha)
+
+    @cell_alpha.setter
+    def cell_alpha(self, value):  # the port's in-place refinement update: it goes into the config
+        self.config.cell_alpha = value
 
     @property
     def cell_beta(self):
         return self._value(self.config.cell_beta)
 
+    @cell_beta.setter
+    def cell_beta(self, value):  # the port's in-place refinement update: it goes into the config
+        self.config.cell_beta = value
+
     @property
     def cell_gamma(self):
         return self._value(self.config.cell_gamma)
+
+    @cell_gamma.setter
+    def cell_gamma(self, value):  # the port's in-place refinement update: it goes into the config
+        self.config.cell_gamma = value
 
     @property
     def N_cells_a(self):
@@ -162,7 +220,9 @@ class Crystal(Component):
             "k_range": data.k_max - data.k_min + 1, "l_range": data.l_max - data.l_min + 1,
             "count": data.count,
         }
-        if self._torch_io:
+        from .._arrays import torch_by_default
+
+        if self._torch_io or torch_by_default():
             import torch
 
             self.hkl_data = torch.as_tensor(grid, dtype=self._torch_dtype())
@@ -183,9 +243,17 @@ class Crystal(Component):
                         maxs=(m["h_max"], m["k_max"], m["l_max"]), count=int(m.get("count", 1)) or 1)
 
     def get_structure_factor(self, h, k, l):  # noqa: E741
-        """|F| at (h, k, l): nearest reflection (ceil(x − ½)) or tricubic interpolation, default_F
-        outside the grid (and, for interpolation, where the 4×4×4 neighbourhood leaves it)."""
+        """|F| at (h, k, l): nearest reflection (ceil(x − ½), default_F outside the grid) or,
+        with ``interpolate``, tricubic interpolation — as the C program: the first point
+        (in C order) whose 4×4×4 neighbourhood leaves the grid switches interpolation off
+        for good (``self.interpolate`` becomes False), and it and every later point get
+        the nearest reflection."""
         interpolate = self.interpolate
+        first_out = None
+        if interpolate and self.hkl_metadata is not None:
+            first_out = self._first_out_of_range(h, k, l)
+            if first_out is not None:
+                self._interpolate = False  # C: interpolate = 0 for the rest of the run
 
         def fn(c, hkl_data, h, k, l, dt):  # noqa: E741
             built = build(c, DetectorConfig(), BeamConfig(), dtype=dt, hkl=self._hkl_table(hkl_data),
@@ -196,10 +264,28 @@ class Crystal(Component):
             if not (s.has_hkl and s.interpolate):
                 return near
             tri = physics.structure_factor_tricubic(q, p.F_grid, s.hkl_min)
-            out = physics.interpolation_out_of_range(q, s.hkl_min, s.hkl_max)
-            return jnp.where(out, p.default_F, tri)
+            if first_out is None:
+                # no number to order by (traced): per point, as if each were the first
+                return jnp.where(physics.interpolation_out_of_range(q, s.hkl_min, s.hkl_max), near, tri)
+            order = jnp.arange(near.size).reshape(near.shape)
+            return jnp.where(order < first_out, tri, near)
 
         return self._evaluate(fn, (self.config, self.hkl_data, h, k, l))
+
+    def _first_out_of_range(self, h, k, l):  # noqa: E741
+        """Flat index of the first query whose tricubic neighbourhood leaves the grid, None if
+        none does (or the values are traced)."""
+        from .._values import concrete
+
+        vals = [concrete(v) for v in (h, k, l)]
+        if any(v is None for v in vals):
+            return None
+        q = np.stack(np.broadcast_arrays(*[np.asarray(v, np.float64) for v in vals]), axis=-1)
+        m = self.hkl_metadata
+        out = np.asarray(physics.interpolation_out_of_range(
+            jnp.asarray(q), (m["h_min"], m["k_min"], m["l_min"]), (m["h_max"], m["k_max"], m["l_max"])))
+        hits = np.flatnonzero(out.reshape(-1))
+        return int(hits[0]) if hits.size else None
 
     # -- lattice vectors ----------------------------------------------------------------
     def _evaluate(self, fn, state):

@@ -13,12 +13,13 @@ from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nanobragg_jax.geometry import detector as det_geo
 
 from .._common import Component, evaluate
 from .._translate import RunOptions, build
-from ..config import BeamConfig, CrystalConfig, DetectorConfig
+from ..config import BeamConfig, CrystalConfig, DetectorConfig, DetectorConvention, DetectorPivot  # noqa: F401
 
 __all__ = ["Detector"]
 
@@ -78,9 +79,21 @@ class Detector(Component):
     def spixels(self) -> int:
         return self.config.spixels
 
+    @spixels.setter
+    def spixels(self, value: int) -> None:  # the port's scripts resize a detector in place
+        if self.config.roi_ymax == self.config.spixels - 1:  # a full-frame ROI stays full-frame
+            self.config.roi_ymax = int(value) - 1
+        self.config.spixels = int(value)
+
     @property
     def fpixels(self) -> int:
         return self.config.fpixels
+
+    @fpixels.setter
+    def fpixels(self, value: int) -> None:
+        if self.config.roi_xmax == self.config.fpixels - 1:
+            self.config.roi_xmax = int(value) - 1
+        self.config.fpixels = int(value)
 
     @property
     def distance(self):
@@ -143,12 +156,57 @@ class Detector(Component):
     def beam_center_f(self):
         """Where the direct beam meets the detector, along the fast axis (pixels from pixel
         (0, 0)'s corner; for the MOSFLM convention this includes its half pixel)."""
-        return self._frame_value(lambda f: f.Fbeam / f.pixel_size)
+        return self._frame_value(lambda f: _beam_hit(f)[0] / f.pixel_size)
 
     @property
     def beam_center_s(self):
         """Where the direct beam meets the detector, along the slow axis (pixels)."""
-        return self._frame_value(lambda f: f.Sbeam / f.pixel_size)
+        return self._frame_value(lambda f: _beam_hit(f)[1] / f.pixel_size)
+
+    def _apply_mosflm_beam_convention(self):
+        """(Fbeam, Sbeam) in metres from the configured beam centre: the C program's
+        convention mapping (MOSFLM: Fbeam = Ybeam + ½ pixel, Sbeam = Xbeam + ½ pixel)."""
+
+        def fn(d, dt):
+            b = self._built(d, dt)
+            return det_geo.beam_center_on_detector(b.setup, b.params)
+
+        return self._evaluate(fn)
+
+    def verify_beam_center_preservation(self, tolerance: float = 1e-6):
+        """``(preserved, details)``: does the direct beam still meet the rotated detector at
+        the configured beam centre?  Distances in metres; ``preserved`` when both
+        components agree within ``tolerance``.  Always true for the BEAM pivot; for the
+        SAMPLE pivot the beam moves with 2θ and the rotations."""
+
+        def fn(d, dt):
+            b = self._built(d, dt)
+            if b.setup.pivot == "SAMPLE":  # the configured point is the near point
+                F0, S0 = det_geo.close_point_on_detector(b.setup, b.params)
+            else:
+                F0, S0 = det_geo.beam_center_on_detector(b.setup, b.params)
+            F1, S1 = _beam_hit(_frame(b.setup, b.params))
+            return jnp.stack([F0, S0, F1, S1])
+
+        from .._values import concrete
+
+        v = np.asarray(concrete(self._evaluate(fn)), np.float64)
+        details = {"original_beam_f": v[0], "original_beam_s": v[1], "computed_beam_f": v[2],
+                   "computed_beam_s": v[3], "error_f": v[2] - v[0], "error_s": v[3] - v[1]}
+        details["max_error"] = max(abs(details["error_f"]), abs(details["error_s"]))
+        return bool(details["max_error"] <= tolerance), details
+
+    def _is_default_config(self) -> bool:
+        """True when the config is the unconfigured one (the C program's default detector)."""
+        from .._values import concrete_float
+        from ..config import DetectorConvention
+
+        c, ref = self.config, DetectorConfig()
+        same = all(concrete_float(getattr(c, n)) == concrete_float(getattr(ref, n)) for n in (
+            "distance_mm", "pixel_size_mm", "beam_center_s", "beam_center_f", "detector_rotx_deg",
+            "detector_roty_deg", "detector_rotz_deg", "detector_twotheta_deg"))
+        return bool(same and c.spixels == ref.spixels and c.fpixels == ref.fpixels
+                    and c.detector_convention == DetectorConvention.MOSFLM)
 
     # -- pixels ------------------------------------------------------------------------------
     def get_pixel_coords(self):
@@ -170,6 +228,20 @@ class Detector(Component):
             return _solid_angle(b.setup, b.params, None if coords is None else jnp.asarray(coords, dt))
 
         return self._evaluate(fn, (self.config, pixel_coords))
+
+
+def _beam_hit(frame):
+    """(F, S) in metres of the point where the beam ray meets the detector plane.
+
+    Computed from the final frame: t = (pix0·o)/(b·o), hit = t·b.  The C program's own
+    Fbeam/Sbeam after 2θ (``frame.Fbeam``) divide by b·o taken *before* the 2θ rotation
+    (nanoBragg.c: ``ratio`` is computed from the rotx/y/z-rotated normal only), so with
+    2θ ≠ 0 they are not where the beam lands; this is (docs/migration.md).
+    """
+    o = frame.odet
+    t = jnp.dot(frame.pix0, o) / jnp.dot(frame.beam, o)
+    v = t * frame.beam - frame.pix0
+    return jnp.dot(v, frame.fdet), jnp.dot(v, frame.sdet)
 
 
 def _pixel_centres(setup, frame):
