@@ -57,6 +57,9 @@ class Setup:
       point_pixel, curved_detector, nopolar: geometry switches.
       use_dmin, has_water, has_mask, has_thickness: cheap static switches.
       tile_pixels: pixels per tile (memory bound of the kernel), 0 = automatic.
+      weighted_sources: multiply each source's sub-paths by its weight
+        (``Params.source_weights``; see ``kernel.source_weight_factors``).  Our
+        extension: the C program reads the weights and ignores them (False).
     """
 
     spixels: int = 1024
@@ -94,6 +97,8 @@ class Setup:
     has_mask: bool = False
     has_thickness: bool = False
     tile_pixels: int = 0
+    # shots branch: per-source weights (False = the C program's unweighted sum)
+    weighted_sources: bool = False
 
     @property
     def n_subpixels(self) -> int:
@@ -137,6 +142,8 @@ class Params:
     toward the source) and ``source_wavelengths`` (Å) for file sources,
     ``kahn_factor``, ``fluence`` (photons/m²).  Other: ``water_size`` (µm),
     ``dmin`` (Å).
+    Weights: ``source_weights`` (S,), the relative intensity of each source
+    (unitless, ≥ 0, not all 0); used only when ``Setup.weighted_sources``.
     """
 
     cell: Array
@@ -180,6 +187,8 @@ class Params:
     fluence: Array
     water_size: Array
     dmin: Array
+    # shots branch: per-source weights, read only when Setup.weighted_sources
+    source_weights: Array = field(default_factory=lambda: np.ones((1,)))
 
     def replace(self, **changes: Any) -> "Params":
         """A copy with some fields replaced (values are converted lazily by JAX)."""

@@ -382,6 +382,10 @@ def resolve(st: CState) -> Experiment:
         n_sources = rows.shape[0]
         source_dirs = rows[:, 0:3]
         source_lambda = rows[:, 4] * 1e10
+        source_weights = rows[:, 3]
+        if st.weighted_sources and (np.any(source_weights < 0) or not np.sum(source_weights) > 0):
+            raise FlagError(f"-weighted_sources: the weights in -sourcefile {st.sourcefilename} "
+                            "(column 4) must be ≥ 0 and not all 0")
     else:
         source_mode = "generated"
         div_tics = _divergence_tics(st)
@@ -390,6 +394,7 @@ def resolve(st: CState) -> Experiment:
         n_sources = len(div_tics) * st.dispsteps
         source_dirs = np.zeros((1, 3))
         source_lambda = np.zeros((1,))
+        source_weights = np.ones((n_sources,))
 
     # -- mosaic domains --------------------------------------------------------
     from .rng import mosaic_domain_draws
@@ -445,6 +450,7 @@ def resolve(st: CState) -> Experiment:
         fluence=np.float64(st.fluence),
         water_size=np.float64(st.water_size * 1e6),
         dmin=np.float64(st.dmin * 1e10),
+        source_weights=np.asarray(source_weights, np.float64),
     )
     setup = Setup(
         spixels=st.spixels,
@@ -481,6 +487,7 @@ def resolve(st: CState) -> Experiment:
         has_water=st.water_size != 0.0,
         has_mask=st.mask is not None,
         has_thickness=st.detector_thick > 0.0,
+        weighted_sources=bool(st.weighted_sources),
     )
     # -- host-side geometry for the C program's decisions ----------------------
     with jax.enable_x64(True):

@@ -106,7 +106,10 @@ def _details(setup: Setup, params: Params, spixel, fpixel, order, trigger):
         F_cell = jnp.where(interpolated, F_tri, F_near)
     else:
         F_cell = F_near
-    term = jnp.where(sp.valid, F_cell * F_cell * sp.F_latt * sp.F_latt, 0.0)
+    term = F_cell * F_cell * sp.F_latt * sp.F_latt
+    if ctx.source_weight is not None:  # weighted sources (shots branch): weight on the source axis
+        term = term * ctx.source_weight.astype(term.dtype)[:, None, None]
+    term = jnp.where(sp.valid, term, 0.0)
     I = kernel.running_sum(setup, ctx, sp, term)
     photons = kernel.pixel_photons(setup, ctx, spixel, fpixel, order, trigger)
     return dict(
