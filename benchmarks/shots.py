@@ -47,14 +47,14 @@ for b in range(0, n, block):
     img = simulate_shots(exp.setup, exp.params, sh, chunk=max(1, block // dev))
     img.block_until_ready()
     times.append(time.perf_counter() - t)
-print(json.dumps(dict(devices=dev, n=len(times) * block, block=block, first_s=times[0],
+print(json.dumps(dict(devices=dev, dtype=str(exp.params.wavelength.dtype), n=len(times) * block, block=block, first_s=times[0],
                       rest_s=sum(times[1:]), shots_per_s=(len(times) - 1) * block / sum(times[1:]),
                       mean=float(np.asarray(img).mean()))))
 """
 
 
-def jax_throughput(devices: int, n: int, block: int, det: int) -> dict:
-    flags = [f.format(n=det) for f in FLAGS]
+def jax_throughput(devices: int, n: int, block: int, det: int, dtype: str = "float64") -> dict:
+    flags = [f.format(n=det) for f in FLAGS] + ["-dtype", dtype]
     env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
     r = subprocess.run([sys.executable, "-c", _CHILD, str(devices), str(n), str(block), *flags],
                        env=env, capture_output=True, text=True, timeout=3600)
@@ -105,6 +105,7 @@ def main(argv=None) -> int:
     p.add_argument("--c-shots", type=int, default=10, help="C shots timed (then extrapolated)")
     p.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of the C program")
     p.add_argument("--det", type=int, default=256)
+    p.add_argument("--dtype", default="float64", help="-dtype of the JAX renders (float64 | float32)")
     p.add_argument("--mem", default="500,5000", help="run lengths for the memory figure")
     p.add_argument("--mem-det", type=int, default=64)
     p.add_argument("--only", default="throughput,scaling,memory")
@@ -113,10 +114,10 @@ def main(argv=None) -> int:
     res: dict = dict(load_before=os.getloadavg())
     only = a.only.split(",")
     if "throughput" in only or "scaling" in only:
-        res["jax_2dev"] = jax_throughput(2, a.n, a.block, a.det)
+        res["jax_2dev"] = jax_throughput(2, a.n, a.block, a.det, a.dtype)
         print(json.dumps(res["jax_2dev"]), flush=True)
     if "scaling" in only:
-        res["jax_1dev"] = jax_throughput(1, a.n, a.block, a.det)
+        res["jax_1dev"] = jax_throughput(1, a.n, a.block, a.det, a.dtype)
         res["scaling_1_to_2"] = res["jax_2dev"]["shots_per_s"] / res["jax_1dev"]["shots_per_s"]
         print(json.dumps(res["jax_1dev"]), flush=True)
     if "throughput" in only and a.c:

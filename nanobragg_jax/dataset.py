@@ -210,6 +210,10 @@ def run(argv: Sequence[str]) -> int:
     import jax
 
     from .experiment import from_cli_args
+    from .simulate import enable_compilation_cache
+
+    # a resumed (or repeated) run loads the compiled renderer instead of compiling it again
+    enable_compilation_cache(min_compile_time_secs=1.0)
     from .shots import choose_chunk, process_shot_indices, random_shots, shot_setup, simulate_shots
 
     exp = from_cli_args(flags)

@@ -105,3 +105,36 @@ def test_usage_errors(capsys):
     assert dataset.main(["--shots", "2", "-o", "x.h5", "--bogus"] + FLAGS) == 2
     assert dataset.main(["--shots", "2", "-o", "x.h5", "-bogus_flag"]) == 2
     assert dataset.main(["--help"]) == 0
+
+
+def test_two_processes_write_parts_whose_union_is_the_dataset(tmp_path):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    opts = ["--shots", "5", "--seed", "2", "--no-progress", "--devices", "1"]
+    whole = tmp_path / "whole.h5"
+    assert subprocess.run([sys.executable, "-m", "nanobragg_jax.dataset", *opts, "-o", str(whole),
+                           *FLAGS], env=_env(), capture_output=True, timeout=600).returncode == 0
+    out = tmp_path / "multi.h5"
+    procs = [subprocess.Popen([sys.executable, "-m", "nanobragg_jax.dataset", *opts, "-o", str(out),
+                               "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                               "--process-id", str(p), *FLAGS], env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for p in range(2)]
+    try:
+        errs = [p.communicate(timeout=600)[1] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, e in zip(procs, errs):
+        assert p.returncode == 0, e[-3000:]
+    ref = _read(whole)
+    parts = [_read(tmp_path / f"multi.part{p}of2.h5") for p in range(2)]
+    np.testing.assert_array_equal(parts[0]["done"] + parts[1]["done"], np.ones(5, np.uint8))
+    for k in ("data", "orientation_U", "wavelengths", "fluence"):
+        union = np.where(parts[0]["done"].reshape((5,) + (1,) * (ref[k].ndim - 1)) == 1,
+                         parts[0][k], parts[1][k])
+        np.testing.assert_allclose(union, ref[k], rtol=1e-6, atol=1e-6 * np.abs(ref[k]).max(), err_msg=k)
