@@ -131,3 +131,18 @@ def test_two_processes_with_jax_distributed_union_equals_one_process(tmp_path):
     np.testing.assert_array_equal(np.sort(idx), np.arange(whole.shape[0]))
     union = np.concatenate([z["images"] for z in parts])[np.argsort(idx)]
     np.testing.assert_allclose(union, whole, rtol=1e-12, atol=1e-12 * whole.max())
+
+
+def test_each_shot_on_the_general_path_with_interpolation(tmp_path):
+    """Tricubic interpolation (general kernel path, with its first-pass trigger) under vmap."""
+    rng = np.random.default_rng(0)
+    lines = [f"{h} {k} {l} {rng.uniform(10, 100):.3f}"
+             for h in range(-6, 7) for k in range(-6, 7) for l in range(-6, 7)]
+    (tmp_path / "f.hkl").write_text("\n".join(lines) + "\n")
+    exp = from_cli_args(["-hkl", str(tmp_path / "f.hkl"), "-dump", str(tmp_path / "F.bin"), "-cell",
+                         "30", "30", "30", "90", "90", "90", "-N", "2", "-lambda", "1", "-distance", "40",
+                         "-detpixels", "8", "-pixel", "2", "-oversample", "1"])
+    assert exp.setup.interpolate
+    sh = S.random_shots(exp.setup, exp.params, 3, seed=2, spectrum="sase", n_channels=2)
+    imgs = np.asarray(S.simulate_shots(exp.setup, exp.params, sh, chunk=2))
+    _check_each_shot(exp, sh, imgs)
