@@ -11,6 +11,7 @@ command's ``-h`` do not pay for importing JAX (about 1–3 s); the first use of 
 imports it.
   simulate_pixels(setup, params, s, f)  photons at listed pixels (shoeboxes)
   predict_spots, shoeboxes              Bragg spots of a still, pixels around them
+  simulate_shots(setup, params, shots)  a batch of still shots (n, S, F)
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ _EXPORTS: dict[str, str] = {
     "simulate_pixels": "pixels",
     "predict_spots": "spots",
     "shoeboxes": "spots",
+    # shots branch: batched still shots (spectrum generators: nanobragg_jax.spectra)
+    "Shots": "shots",
+    "random_shots": "shots",
+    "simulate_shots": "shots",
 }
 
 __all__ = sorted(_EXPORTS)

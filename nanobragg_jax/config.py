@@ -60,6 +60,9 @@ class Setup:
       odet_given: whether ``Params.odet`` is the detector normal (the C program keeps a
         unit-length normal from a convention or -odet_vector); otherwise the normal is
         fdet × sdet and ``Params.odet`` is unused.
+      weighted_sources: multiply each source's sub-paths by its weight
+        (``Params.source_weights``; see ``kernel.source_weight_factors``).  Our
+        extension: the C program reads the weights and ignores them (False).
     """
 
     spixels: int = 1024
@@ -98,6 +101,8 @@ class Setup:
     has_thickness: bool = False
     tile_pixels: int = 0
     odet_given: bool = False
+    # shots branch: per-source weights (False = the C program's unweighted sum)
+    weighted_sources: bool = False
 
     def __post_init__(self) -> None:
         # Invariants of the static description (ValueError naming the field).
@@ -209,6 +214,8 @@ class Params:
     toward the source) and ``source_wavelengths`` (Å) for file sources,
     ``kahn_factor``, ``fluence`` (photons/m²).  Other: ``water_size`` (µm),
     ``dmin`` (Å).
+    Weights: ``source_weights`` (S,), the relative intensity of each source
+    (unitless, ≥ 0, not all 0); used only when ``Setup.weighted_sources``.
     """
 
     cell: Array
@@ -252,6 +259,8 @@ class Params:
     fluence: Array
     water_size: Array
     dmin: Array
+    # shots branch: per-source weights, read only when Setup.weighted_sources
+    source_weights: Array = field(default_factory=lambda: np.ones((1,)))
 
     def replace(self, **changes: Any) -> "Params":
         """A copy with some fields replaced (values are converted lazily by JAX)."""

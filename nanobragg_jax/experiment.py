@@ -381,7 +381,13 @@ def _stage_sources(st: CState, beam_unit: np.ndarray):
 
     if st.sourcefilename is not None:
         rows = _sources_from_file(st, beam_unit)
-        return Spectrum(wavelengths=rows[:, 4] * 1e10, directions=rows[:, 0:3])
+        if not st.weighted_sources:  # C-exact: the intensity column is read and ignored
+            return Spectrum(wavelengths=rows[:, 4] * 1e10, directions=rows[:, 0:3])
+        weights = rows[:, 3]
+        if np.any(weights < 0) or not np.sum(weights) > 0:
+            raise FlagError(f"-weighted_sources: the weights in -sourcefile {st.sourcefilename} "
+                            "(column 4) must be ≥ 0 and not all 0")
+        return Spectrum(wavelengths=rows[:, 4] * 1e10, directions=rows[:, 0:3], weights=weights)
     if st.round_div and not divergence_raster(st.hdivrange, st.vdivrange, st.hdivstep, st.vdivstep,
                                               st.hdivsteps, st.vdivsteps, True):
         raise FlagError("divergence: the round-divergence cut left no source (use -square_div)")

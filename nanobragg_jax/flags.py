@@ -97,6 +97,7 @@ FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec(("-round_div",), "flag", 0, "", "yes", "clip the divergence raster to an ellipse", "beam"),
     FlagSpec(("-square_div",), "flag", 0, "", "", "full divergence raster", "beam"),
     FlagSpec(("-sourcefile",), "str", 1, "file", "none", "sources: X Y Z weight λ(m) per line", "beam"),
+    FlagSpec(("-weighted_sources",), "flag", 0, "", "", "honour the -sourcefile weights: image = Σ w·image(λ)/Σ w (not in the C program)", "beam"),
     FlagSpec(("-fluence",), "num", 1, "photons/m²", "1.25932e29", "integrated incident fluence", "beam"),
     FlagSpec(("-flux",), "num", 1, "photons/s", "0", "flux (with -exposure and -beamsize)", "beam"),
     FlagSpec(("-exposure",), "num", 1, "s", "1", "exposure time", "beam"),
@@ -441,6 +442,7 @@ class CState:
     trace_pixel: Optional[tuple] = None
     progress_meter: bool = True
     noise_exact: bool = False
+    weighted_sources: bool = False  # shots branch: our extension
     dtype: str = "float64"
     help: bool = False
     mask: Optional["np.ndarray"] = None
@@ -831,6 +833,8 @@ def _apply_c_flag_loop(st: CState, argv: list[str]) -> None:
             st.pngfilename = val()
         if arg == "-noise_exact":
             st.noise_exact = True
+        if arg == "-weighted_sources":
+            st.weighted_sources = True
         if arg == "-dtype" and more(1):
             st.dtype = val()
         if arg in ("-h", "-help", "--help"):

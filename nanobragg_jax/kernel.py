@@ -96,6 +96,30 @@ class Context(NamedTuple):
     dmin: Array  # m
     photon_scale: Array  # r_e² Φ / steps
     mask: Array
+    source_weight: Array | None = None  # (S,) S·wᵢ/Σw when Setup.weighted_sources, else None
+
+
+def source_weight_factors(setup: Setup, params: Params) -> Array | None:
+    """Per-source factors cᵢ = S·wᵢ / Σⱼ wⱼ of the weighted running sum (None if unweighted).
+
+    With ``Setup.weighted_sources`` every sub-path of source i enters the running
+    sum as cᵢ·F_cell²·F_latt²; the sum is then divided by the C program's
+    ``steps`` (which counts the S sources) as usual.  Hence, without water,
+
+        image(w) = Σᵢ wᵢ·image(λᵢ alone) / Σᵢ wᵢ,
+
+    where image(λᵢ alone) is the image of a one-source run; equal weights give
+    cᵢ = 1 exactly, i.e. the C program's unweighted image.  The water background
+    is added once per pixel, as in the C program (so it is divided by S).
+    Polarisation stays the C program's: the factor at the first source (not cut
+    by ``-dmin``) multiplies the whole sum; it depends on the source direction
+    only, so for a spectrum (all sources along the beam) it is the factor of
+    every source.  Weights are relative: only wᵢ/Σw matters.
+    """
+    if not setup.weighted_sources:
+        return None
+    w = jnp.broadcast_to(params.source_weights, (setup.n_sources,))
+    return (w * setup.n_sources) / jnp.sum(w)
 
 
 def build_context(setup: Setup, params: Params) -> Context:
@@ -123,6 +147,7 @@ def build_context(setup: Setup, params: Params) -> Context:
         dmin=params.dmin * 1e-10,
         photon_scale=(physics.R_E_SQR * params.fluence) / setup.steps,
         mask=params.mask,
+        source_weight=source_weight_factors(setup, params),
     )
 
 
@@ -373,12 +398,25 @@ def pixel_photons(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
     return pixel_photons_general(setup, ctx, spixel, fpixel, linear_index, trigger)
 
 
+def subpath_terms(setup: Setup, ctx: Context, sp: SubPaths, linear_index: Array,
+                  trigger: tuple[Array, Array]) -> tuple[Array, Array, Array]:
+    """Each sub-path's addition to the running sum, F_cell²·F_latt² (× the source weight).
+
+    Zero where the sub-path is skipped (``-dmin``, F_latt = 0).  Returns (term, F_cell,
+    interpolated): the general path sums the terms, the pixel trace prints all three.
+    """
+    F_cell, interpolated = structure_factor(setup, ctx, sp.hkl, linear_index, trigger)
+    term = F_cell * F_cell * sp.F_latt * sp.F_latt
+    if ctx.source_weight is not None:  # (P, T, n, n, S, Φ, D): the weight on the source axis
+        term = term * ctx.source_weight.astype(term.dtype)[:, None, None]
+    return jnp.where(sp.valid, term, 0.0), F_cell, interpolated
+
+
 def pixel_photons_general(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
                           linear_index: Array, trigger: tuple[Array, Array]) -> Array:
     """``pixel_photons`` by broadcasting every sub-path of the tile (any setup)."""
     sp = sub_paths(setup, ctx, spixel, fpixel)
-    F_cell, _ = structure_factor(setup, ctx, sp.hkl, linear_index, trigger)
-    term = jnp.where(sp.valid, F_cell * F_cell * sp.F_latt * sp.F_latt, 0.0)
+    term, _, _ = subpath_terms(setup, ctx, sp, linear_index, trigger)
     I = running_sum(setup, ctx, sp, term)
     return scale_to_photons(setup, ctx, I, *pixel_factors(setup, sp))
 
@@ -407,6 +445,7 @@ def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array)
 
     inc = ctx.incident  # (S, 3)
     q = scattering_vector(d, inc, ctx.wavelength)  # 3 × (T,n,n,S,P)
+    q_shape = q[0].shape
     rows = q[0].size // P
     q = [c.reshape(rows, P) for c in q]
     if setup.use_dmin:
@@ -450,8 +489,14 @@ def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array)
                                  unroll=min(FAST_UNROLL, n_mats))
 
     ok_rows = pass_dmin if pass_dmin is not None else [None] * rows
+    if ctx.source_weight is not None:  # the weight of each (layer, sub-pixel, source) row
+        w_rows = jnp.broadcast_to(ctx.source_weight.astype(dtype), q_shape[:-1]).reshape(rows)
+    else:
+        w_rows = None
     if rows == 1:
         total = row_sum(q[0][0], q[1][0], q[2][0], ok_rows[0])
+        if w_rows is not None:
+            total = w_rows[0] * total
     else:
         # Rows are scanned (not indexed) so that, under reverse mode, each row's
         # cotangent is a per-iteration output rather than an update of the whole
@@ -459,9 +504,13 @@ def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array)
         def outer(acc, xs):
             qx, qy, qz = xs[:3]
             ok = xs[3] if pass_dmin is not None else None
-            return acc + row_sum(qx, qy, qz, ok), None
+            s = row_sum(qx, qy, qz, ok)
+            if w_rows is not None:
+                s = xs[-1] * s
+            return acc + s, None
 
-        xs = (q[0], q[1], q[2]) + ((pass_dmin,) if pass_dmin is not None else ())
+        xs = ((q[0], q[1], q[2]) + ((pass_dmin,) if pass_dmin is not None else ())
+              + ((w_rows,) if w_rows is not None else ()))
         total, _ = jax.lax.scan(outer, jnp.zeros((P,), dtype), xs)
     total = _checkpoint_name(total, SUBPATH_SUM_NAME)  # kept by simulate's remat policy
     if not setup.has_hkl:

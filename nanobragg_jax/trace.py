@@ -47,8 +47,7 @@ def _details(setup: Setup, params: Params, spixel, fpixel, order, trigger):
     """All per-sub-path quantities of the pixels (spixel, fpixel) (1-D index arrays)."""
     ctx = kernel.build_context(setup, params)
     sp = kernel.sub_paths(setup, ctx, spixel, fpixel)
-    F_cell, interpolated = kernel.structure_factor(setup, ctx, sp.hkl, order, trigger)
-    term = jnp.where(sp.valid, F_cell * F_cell * sp.F_latt * sp.F_latt, 0.0)
+    term, F_cell, interpolated = kernel.subpath_terms(setup, ctx, sp, order, trigger)
     I = kernel.running_sum(setup, ctx, sp, term)
     capture_used, polar_used, omega_used = kernel.pixel_factors(setup, sp)
     photons = kernel.pixel_photons(setup, ctx, spixel, fpixel, order, trigger)

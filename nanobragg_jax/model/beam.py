@@ -73,9 +73,10 @@ class Spectrum:
       wavelengths: (n,) Å, each > 0.
       directions: (n, 3) vectors from the sample toward each source (any length),
         or None for all along the beam.  [None]
-      weights: (n,) relative weights, or None for equal weights (the C program
-        ignores the weight column of ``-sourcefile``).  Unequal weights need the
-        weighted-source kernel (not in this version: lowering raises).  [None]
+      weights: (n,) relative weights (≥ 0, not all 0), or None for the C program's
+        unweighted sum (it reads the weight column of ``-sourcefile`` and ignores it).
+        Given weights switch on the weighted-source kernel: the image is then
+        Σᵢ wᵢ·image(λᵢ) / Σᵢ wᵢ (see ``kernel.source_weight_factors``).  [None]
     """
 
     wavelengths: Any

@@ -109,10 +109,10 @@ def _sources(beam: Beam, beam_vector: Any):
     if spec is not None:
         if spec.weights is not None:
             w = concrete(spec.weights)
-            if w is None or not np.all(w == w[0]):
-                raise NotImplementedError(
-                    "Spectrum.weights: unequal source weights need the weighted-source kernel, which this "
-                    "version does not have (the C program ignores weights); drop the weights or repeat sources")
+            if w is not None and not np.sum(w) > 0:
+                raise ValueError("Spectrum.weights must not all be 0")
+            static.update(weighted_sources=True)
+            dynamic.update(source_weights=spec.weights)
         n = spec.wavelengths.shape[0]
         dirs = spec.directions
         if dirs is None:

@@ -1,0 +1,140 @@
+"""``nanoBragg-shots`` (issue 11): file layout, per-shot ground truth, kill-and-resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from nanobragg_jax import dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+FLAGS = ("-cell 50 60 70 90 95 90 -N 4 -default_F 100 -lambda 1.0 -detpixels 16 -pixel 1.5 "
+         "-distance 50 -oversample 1").split()
+OPTS = ["--shots", "8", "--seed", "5", "--spectrum", "sase", "--channels", "3", "--chunk", "2",
+        "--devices", "1", "--no-progress"]
+
+
+def _cmd(out):
+    return [sys.executable, "-m", "nanobragg_jax.dataset", *OPTS, "-o", str(out), *FLAGS]
+
+
+def _env():
+    return dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+
+
+def _read(path):
+    with h5py.File(path, "r") as f:
+        out = {"data": f["/entry/data/data"][...]}
+        for k in f["/entry/shots"]:
+            out[k] = f["/entry/shots"][k][...]
+        out["run"] = f["/entry"].attrs["run"]
+    return out
+
+
+def test_interrupted_run_resumes_to_the_same_file(tmp_path):
+    fresh = tmp_path / "fresh.h5"
+    r = subprocess.run(_cmd(fresh), env=_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ref = _read(fresh)
+    assert ref["data"].shape == (8, 16, 16) and ref["data"].dtype == np.float32
+    assert np.all(ref["done"] == 1) and ref["wavelengths"].shape == (8, 3)
+    assert np.all(ref["data"].reshape(8, -1).max(axis=1) > 0)
+
+    # kill -9 after the second block (4 of 8 shots) is flushed
+    part = tmp_path / "killed.h5"
+    p = subprocess.Popen(_cmd(part), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        lines = 0
+        for line in p.stdout:
+            if "shots written" in line:
+                lines += 1
+                if lines == 2:
+                    os.kill(p.pid, signal.SIGKILL)
+                    break
+        p.wait(timeout=600)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == -signal.SIGKILL
+    half = _read(part)
+    assert 4 <= half["done"].sum() < 8
+    kept = half["data"][half["done"] == 1]
+
+    r = subprocess.run(_cmd(part), env=_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"/{8 - int(half['done'].sum())} shots" in r.stdout  # only the missing shots rendered
+    again = _read(part)
+    np.testing.assert_array_equal(again["data"][half["done"] == 1], kept)
+    for k in ref:
+        np.testing.assert_array_equal(again[k], ref[k], err_msg=k)
+
+
+def test_ground_truth_matches_random_shots_and_images(tmp_path):
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from nanobragg_jax.experiment import from_cli_args
+    from nanobragg_jax.shots import random_shots, simulate_shots
+
+    out = tmp_path / "d.h5"
+    opts = ["--shots", "3", "--seed", "9", "--fluence-cv", "0.2", "--no-progress", "-o", str(out)]
+    assert dataset.main(opts + FLAGS) == 0
+    got = _read(out)
+    exp = from_cli_args(FLAGS)
+    sh = random_shots(exp.setup, exp.params, 3, 9, fluence_cv=0.2)
+    np.testing.assert_array_equal(got["orientation_U"], sh.U)
+    np.testing.assert_array_equal(got["fluence"], sh.fluence)
+    np.testing.assert_allclose(got["reciprocal_matrix"], sh.recip_matrix)
+    imgs = np.asarray(simulate_shots(exp.setup, exp.params, sh)).astype(np.float32)
+    np.testing.assert_allclose(got["data"], imgs, rtol=1e-6, atol=1e-6 * imgs.max())
+    # a different command on the same file is refused
+    assert dataset.main(["--shots", "3", "--seed", "10", "--no-progress", "-o", str(out)] + FLAGS) == 2
+
+
+def test_usage_errors(capsys):
+    assert dataset.main(["-o", "x.h5"] + FLAGS) == 2
+    assert "--shots" in capsys.readouterr().err
+    assert dataset.main(["--shots", "2", "-o", "x.h5", "--bogus"] + FLAGS) == 2
+    assert dataset.main(["--shots", "2", "-o", "x.h5", "-bogus_flag"]) == 2
+    assert dataset.main(["--help"]) == 0
+
+
+def test_two_processes_write_parts_whose_union_is_the_dataset(tmp_path):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    opts = ["--shots", "5", "--seed", "2", "--no-progress", "--devices", "1"]
+    whole = tmp_path / "whole.h5"
+    assert subprocess.run([sys.executable, "-m", "nanobragg_jax.dataset", *opts, "-o", str(whole),
+                           *FLAGS], env=_env(), capture_output=True, timeout=600).returncode == 0
+    out = tmp_path / "multi.h5"
+    procs = [subprocess.Popen([sys.executable, "-m", "nanobragg_jax.dataset", *opts, "-o", str(out),
+                               "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                               "--process-id", str(p), *FLAGS], env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for p in range(2)]
+    try:
+        errs = [p.communicate(timeout=600)[1] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, e in zip(procs, errs):
+        assert p.returncode == 0, e[-3000:]
+    ref = _read(whole)
+    parts = [_read(tmp_path / f"multi.part{p}of2.h5") for p in range(2)]
+    np.testing.assert_array_equal(parts[0]["done"] + parts[1]["done"], np.ones(5, np.uint8))
+    for k in ("data", "orientation_U", "wavelengths", "fluence"):
+        union = np.where(parts[0]["done"].reshape((5,) + (1,) * (ref[k].ndim - 1)) == 1,
+                         parts[0][k], parts[1][k])
+        np.testing.assert_allclose(union, ref[k], rtol=1e-6, atol=1e-6 * np.abs(ref[k]).max(), err_msg=k)
