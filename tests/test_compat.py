@@ -240,7 +240,8 @@ def test_structure_factors_and_interpolation_equal_core(tmp_path):
     np.testing.assert_allclose(F, [20 + 0.25 - 1.0 + 0.9, 20 + 3.0], rtol=1e-12)
     assert crystal.interpolate is False
     F = np.asarray(crystal.get_structure_factor(jnp.array([0.25]), jnp.array([-0.5]), jnp.array([0.3])))
-    np.testing.assert_allclose(F, [20 + 0 - 0 + 0], rtol=1e-12)  # nearest (0, 0, 0) from now on
+    # nearest from now on: (ceil(−0.25), ceil(−1.0), ceil(−0.2)) = (0, −1, 0)
+    np.testing.assert_allclose(F, [20 + 0 - 2 + 0], rtol=1e-12)
 
 
 GOLDEN_CASES = {
