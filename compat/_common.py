@@ -69,7 +69,9 @@ def evaluate(fn: Callable[..., Any], state: tuple, *, dtype: Optional[np.dtype],
     from . import _torch_bridge
     from ._arrays import torch_by_default
 
-    if (torch_io or _torch_bridge.holds_tensors(state)
-            or (not _torch_bridge.holds_tracers(state) and torch_by_default())):
+    if _torch_bridge.holds_tracers(state):
+        # A JAX transformation is running: stay in JAX (torch tensors count as constants).
+        return fn(*state, jax_dtype(dtype))
+    if torch_io or _torch_bridge.holds_tensors(state) or torch_by_default():
         return _torch_bridge.call(fn, state, dtype=dtype, device=device)
     return fn(*state, jax_dtype(dtype))

@@ -33,10 +33,13 @@ def _items(state: tuple):
     for i, obj in enumerate(state):
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
             inert = getattr(obj, "_inert_fields", frozenset())
+            filled = getattr(obj, "_auto_filled", {})
             for f in dataclasses.fields(obj):
                 if f.name in inert:
                     continue
                 v = getattr(obj, f.name)
+                if f.name in filled and filled[f.name] is v:
+                    continue
                 if isinstance(v, (tuple, list)):
                     for k, e in enumerate(v):
                         yield (i, f.name, k), e

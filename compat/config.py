@@ -234,6 +234,9 @@ class DetectorConfig:
 
                 self.twotheta_axis = as_output(TWOTHETA_AXES[conv]) if _torch_results() \
                     else TWOTHETA_AXES[conv]
+                # a filled-in default is not a user's input: it decides neither torch-or-JAX
+                # results nor gradients (compat._torch_bridge skips it while it is unchanged)
+                self._auto_filled = {"twotheta_axis": self.twotheta_axis}
         if self.beam_center_s is None or self.beam_center_f is None:
             default_s, default_f = self.default_beam_center()
             if self.beam_center_s is None:

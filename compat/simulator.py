@@ -71,6 +71,9 @@ class Simulator(Component):
     def __init__(self, crystal: Crystal, detector: Detector, crystal_config: Optional[CrystalConfig] = None,
                  beam_config: Optional[BeamConfig] = None, device: Any = None, dtype: Any = None,
                  debug_config: Optional[dict] = None):
+        if isinstance(crystal_config, BeamConfig) and beam_config is None:
+            # Simulator(crystal, detector, beam_config): accepted, as the port's scripts do it
+            crystal_config, beam_config = None, crystal_config
         self.crystal = crystal if crystal is not None else Crystal()
         self.detector = detector if detector is not None else Detector()
         self.crystal_config = crystal_config
@@ -191,6 +194,10 @@ class Simulator(Component):
     def wavelength(self):
         """Wavelength (Å)."""
         return self._evaluate(lambda b, dt: jnp.asarray(b.wavelength_A, dt), (self.beam_config,))
+
+    @wavelength.setter
+    def wavelength(self, value) -> None:  # the port's scripts set it in place (Å)
+        self.beam_config.wavelength_A = value
 
     @property
     def fluence(self):

@@ -46,11 +46,14 @@ TRICLINIC = dict(cell_a=70.0, cell_b=80.0, cell_c=90.0, cell_alpha=75.0, cell_be
 needs_golden = pytest.mark.usefixtures("golden_corpus")  # fails, never skips, without the corpus
 
 
-@pytest.fixture(autouse=True)
-def jax_results(monkeypatch):
+@pytest.fixture(autouse=True, scope="module")
+def jax_results():
     """These tests check JAX results; torch may be imported by another test module of the
     same session, which would switch plain-number inputs to torch results (compat._arrays)."""
-    monkeypatch.setenv("NANOBRAGG_COMPAT_ARRAYS", "jax")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NANOBRAGG_COMPAT_ARRAYS", "jax")
+    yield
+    mp.undo()
 
 
 def make_sim(crystal_kw, detector_kw, beam_kw=None, **sim_kw):
@@ -229,11 +232,16 @@ def test_structure_factors_and_interpolation_equal_core(tmp_path):
                                                 jnp.array([2.0, -0.4, 0.0])))
     np.testing.assert_allclose(F, [20 + 1 - 4 + 6, 20 + 0 + 2 + 0, 5.0])
     crystal.interpolate = True
-    # A linear F is reproduced exactly by the cubic Lagrange interpolation; default_F where
-    # the 4×4×4 neighbourhood leaves the grid.
+    # A linear F is reproduced exactly by the cubic Lagrange interpolation.  As in the C
+    # program, the first query whose 4×4×4 neighbourhood leaves the grid gets the nearest F
+    # (h0 = ceil(3.5 − ½) = 3) and switches interpolation off for good.
     F = np.asarray(crystal.get_structure_factor(jnp.array([0.25, 3.5]), jnp.array([-0.5, 0.0]),
                                                 jnp.array([0.3, 0.0])))
-    np.testing.assert_allclose(F, [20 + 0.25 - 1.0 + 0.9, 5.0], rtol=1e-12)
+    np.testing.assert_allclose(F, [20 + 0.25 - 1.0 + 0.9, 20 + 3.0], rtol=1e-12)
+    assert crystal.interpolate is False
+    F = np.asarray(crystal.get_structure_factor(jnp.array([0.25]), jnp.array([-0.5]), jnp.array([0.3])))
+    # nearest from now on: (ceil(−0.25), ceil(−1.0), ceil(−0.2)) = (0, −1, 0)
+    np.testing.assert_allclose(F, [20 + 0 - 2 + 0], rtol=1e-12)
 
 
 GOLDEN_CASES = {

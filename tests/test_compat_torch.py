@@ -25,14 +25,17 @@ from compat.models.detector import Detector  # noqa: E402
 from compat.simulator import Simulator  # noqa: E402
 
 DEVICE = torch.device("cpu")
+DTYPE = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def jax_results_for_plain_numbers(monkeypatch):
+@pytest.fixture(autouse=True, scope="module")
+def jax_results_for_plain_numbers():
     """The reference computations below pass plain numbers and expect JAX arrays; with torch
     imported they would otherwise get torch tensors (compat._arrays)."""
-    monkeypatch.setenv("NANOBRAGG_COMPAT_ARRAYS", "jax")
-DTYPE = torch.float64
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NANOBRAGG_COMPAT_ARRAYS", "jax")
+    yield
+    mp.undo()
 
 
 def port_dbex_run(wavelength, fluence, distance, spixels=16, post_override=False):

@@ -163,6 +163,20 @@ class Detector(Component):
         """Where the direct beam meets the detector, along the slow axis (pixels)."""
         return self._frame_value(lambda f: _beam_hit(f)[1] / f.pixel_size)
 
+    def _pixels_to_mm(self, value):
+        """A beam centre in pixels (as the properties report it) → the config's mm value."""
+        px = self.config.pixel_size_mm
+        half = 0.5 * px if self.config.detector_convention == DetectorConvention.MOSFLM else 0.0
+        return value * px - half
+
+    @beam_center_f.setter
+    def beam_center_f(self, value) -> None:  # the port's scripts move the beam in place (pixels)
+        self.config.beam_center_f = self._pixels_to_mm(value)
+
+    @beam_center_s.setter
+    def beam_center_s(self, value) -> None:
+        self.config.beam_center_s = self._pixels_to_mm(value)
+
     def _apply_mosflm_beam_convention(self):
         """(Fbeam, Sbeam) in metres from the configured beam centre: the C program's
         convention mapping (MOSFLM: Fbeam = Ybeam + ½ pixel, Sbeam = Xbeam + ½ pixel)."""
