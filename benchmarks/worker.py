@@ -234,6 +234,10 @@ def _measure_sparse(spec: dict, setup, params, repeats: int) -> dict:
     order = np.argsort(boxes.spot, kind="stable")
     n = min(len(boxes), int(fraction * setup.spixels * setup.fpixels))
     S, F = boxes.slow[order][:n], boxes.fast[order][:n]
+    if n == 0:  # no spot on a tiny detector (smoke mode): a block at the centre instead
+        n = max(1, int(fraction * setup.spixels * setup.fpixels))
+        flat = np.arange(n) + (setup.spixels * setup.fpixels - n) // 2
+        S, F = flat // setup.fpixels, flat % setup.fpixels
     w = jnp.asarray(np.random.default_rng(0).normal(size=n), params.wavelength.dtype)
     sub = {k: getattr(params, k) for k in GRAD_PARAMS}
 
