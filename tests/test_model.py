@@ -159,10 +159,21 @@ def test_multi_panel_lowering_is_not_here_yet():
         lower(m)
 
 
-def test_unequal_spectrum_weights_are_refused():
-    m = small_model(beam=nb.Beam(wavelength=6.2, spectrum=nb.Spectrum([6.2, 6.3], weights=[1.0, 2.0])))
-    with pytest.raises(NotImplementedError, match="weights"):
-        lower(m)
+def test_spectrum_weights_give_the_weighted_mean_image():
+    """Spectrum.weights switch on the weighted kernel: image = Σ wᵢ·image(λᵢ) / Σ wᵢ."""
+    lams, w = [6.2, 6.3], np.array([1.0, 2.0])
+    with jax.enable_x64(True):
+        setup, _ = lower(small_model(beam=nb.Beam(wavelength=6.2, spectrum=nb.Spectrum(lams, weights=w))))
+        assert setup.weighted_sources
+        weighted = np.asarray(nb.simulate(small_model(
+            beam=nb.Beam(wavelength=6.2, spectrum=nb.Spectrum(lams, weights=w)))), np.float64)
+        singles = [np.asarray(nb.simulate(small_model(beam=nb.Beam(wavelength=6.2, spectrum=nb.Spectrum([lam])))),
+                              np.float64) for lam in lams]
+    expected = (w[0] * singles[0] + w[1] * singles[1]) / w.sum()
+    assert weighted.sum() > 0
+    np.testing.assert_allclose(weighted, expected, rtol=1e-12, atol=1e-12 * expected.max())
+    with pytest.raises(ValueError, match="weights"):
+        lower(small_model(beam=nb.Beam(wavelength=6.2, spectrum=nb.Spectrum(lams, weights=[0.0, 0.0]))))
 
 
 def test_with_size_sets_N_like_the_command_line():
