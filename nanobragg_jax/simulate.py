@@ -44,7 +44,8 @@ def simulate(setup: "Setup | Model", params: Optional[Params] = None, *,
     Two ways to call it:
 
     * ``simulate(model)`` — a ``nanobragg_jax.Model``; it is lowered with
-      ``nanobragg_jax.lower`` (cheap, traceable) and rendered.  ``jax.grad`` and
+      ``nanobragg_jax.lower`` (cheap, traceable) and rendered.  A detector of
+      several panels gives (n_panels, n_slow, n_fast) (``panels.simulate_panels``).  ``jax.grad`` and
       ``jax.vmap`` of a function of the model reach every float leaf of it.
     * ``simulate(setup, params)`` — the lowered form: ``setup`` static (hashable;
       changing it recompiles), ``params`` continuous; the image has their floating
@@ -64,6 +65,12 @@ def simulate(setup: "Setup | Model", params: Optional[Params] = None, *,
     if isinstance(setup, Model):
         if params is not None:
             raise TypeError("simulate(model) takes no params: they come from the model")
+        if setup.detector.n_panels > 1:  # (n_panels, n_slow, n_fast), see panels.simulate_panels
+            from .model.lower import lower_panels
+            from .panels import simulate_panels
+
+            setup, params, stack = lower_panels(setup)
+            return simulate_panels(setup, params, stack)
         setup, params = lower(setup)
     elif params is None:
         raise TypeError("simulate() takes a Model, or a Setup and its Params")

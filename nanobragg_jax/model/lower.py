@@ -191,10 +191,10 @@ def lower(model: Model) -> tuple[Setup, Params]:
     """Lower a ``Model`` to the kernel's static ``Setup`` and pytree ``Params``.
 
     Floating leaves take the dtype of ``model.beam.wavelength``.  One panel only:
-    multi-panel detectors render through ``nanobragg_jax.panels``.
+    multi-panel detectors lower with ``lower_panels``.
 
     Raises:
-      NotImplementedError: more than one panel; unequal spectrum weights.
+      NotImplementedError: more than one panel.
       ValueError: a value-dependent choice that needs concrete values under tracing.
     """
     if not isinstance(model, Model):
@@ -202,8 +202,8 @@ def lower(model: Model) -> tuple[Setup, Params]:
     det = model.detector
     if det.n_panels != 1:
         raise NotImplementedError(
-            f"lower(): this detector has {det.n_panels} panels; lower() handles one panel — render "
-            "multi-panel detectors with nanobragg_jax.panels.simulate_panels")
+            f"lower(): this detector has {det.n_panels} panels; lower() handles one panel — "
+            "use lower_panels(model), or simulate(model) which does")
     panel = det.panels[0]
     beam, xtal, gonio = model.beam, model.crystal, model.goniometer
     mos = model.mosaicity if model.mosaicity is not None else Mosaicity(0.0, domains=1)
@@ -296,3 +296,40 @@ def recommended_oversample(model: Model) -> int:
     panel = model.detector.panels[0]
     return oversample_rule(xtal_max, float(concrete(model.beam.wavelength)) * 1e-10, geo["distance"],
                            float(concrete(panel.pixel_size)) * 1e-3)
+
+
+def lower_panels(model: Model) -> tuple[Setup, Params, Any]:
+    """Lower a multi-panel ``Model``: ``(Setup, Params, PanelStack)`` for ``panels.simulate_panels``.
+
+    Every panel must be a plain ``Panel`` (origin, fast and slow axes) and all must
+    share one shape and pixel size (group panels of other shapes into separate
+    models).  The crystal, beam and sensor lower as for one panel (the first); the
+    panels' origins and axes stay differentiable leaves of the stack.
+    """
+    from ..panels import PanelStack
+
+    det = model.detector
+    panels = det.panels
+    if not all(isinstance(p, Panel) for p in panels):
+        raise NotImplementedError("lower_panels(): every panel of a multi-panel detector must be a Panel "
+                                  "(origin, fast_axis, slow_axis), not a NanoBraggPanel")
+    shapes = {(p.n_fast, p.n_slow) for p in panels}
+    if len(shapes) != 1:
+        raise NotImplementedError(f"lower_panels(): panels of different shapes {sorted(shapes)}; render each "
+                                  "shape as its own model (see panels.group_by_shape)")
+    sizes = [concrete(p.pixel_size) for p in panels]
+    if any(s is None for s in sizes):
+        raise ValueError("lower_panels(): Panel.pixel_size fixes the kernel's sampling and must be concrete")
+    if len({float(s) for s in sizes}) != 1:
+        raise NotImplementedError("lower_panels(): panels of different pixel sizes")
+    if any(p.mask is not None or p.roi is not None for p in panels):
+        raise NotImplementedError("lower_panels(): per-panel masks and ROIs are not supported yet")
+    setup, params = lower(model.replace(detector=det.replace(panels=(panels[0],))))
+    traced = any(is_tracer(x) for p in panels for x in (p.origin, p.fast_axis, p.slow_axis))
+    xp = jnp if traced else np
+    (nf, ns), = shapes
+    stack = PanelStack(origin=xp.stack([p.origin for p in panels]),
+                       fast=xp.stack([_unit(p.fast_axis) for p in panels]),
+                       slow=xp.stack([_unit(p.slow_axis) for p in panels]),
+                       n_fast=nf, n_slow=ns, pixel_size=float(sizes[0]))
+    return setup, params, stack
