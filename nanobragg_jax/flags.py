@@ -467,15 +467,19 @@ def _apply_header(st: CState, header_text: str, *, flip_y: bool, path: str = "")
     from .ranges import HEADER_QUANTITY, range_problem
 
     def get(key):
-        if header_text.rfind(key) < 0:
+        pos = header_text.rfind(key)
+        if pos < 0:
             return None  # absent: the C's ValueOf returns NaN and the value is left alone
         v = c_value_of(header_text, key)
         quantity, flag = HEADER_QUANTITY[key]
+        entry = header_text[pos:].split(";", 1)[0].split("\n", 1)[0].strip()
+        text = entry.split("=", 1)[1].strip() if "=" in entry else ""
+        if not _is_number(text):
+            # the C's atof would read a prefix of it, or 0, silently
+            raise InputFileError(path, f"header {entry}: not a number (the value {flag} would take)")
         problem = range_problem(quantity, v)
         if problem:
-            pos = header_text.rfind(key)
-            raw = header_text[pos:].split(";", 1)[0].split("\n", 1)[0].strip()
-            raise InputFileError(path, f"header {raw}: {problem} (the value {flag} would take)")
+            raise InputFileError(path, f"header {entry}: {problem} (the value {flag} would take)")
         return v
 
     v = get("PIXEL_SIZE")

@@ -213,7 +213,7 @@ CASES = [
      ["-mask mask16.img", "16x16", "32x32"]),
     # one range table for flags and header values
     ("img-negative-distance", GOOD + ["-img", "negdist.img"], ["negdist.img", "DISTANCE=-100", "positive"]),
-    ("img-nan-distance", GOOD + ["-img", "nandist.img"], ["nandist.img", "DISTANCE=nan", "finite"]),
+    ("img-nan-distance", GOOD + ["-img", "nandist.img"], ["nandist.img", "DISTANCE=nan", "not a number"]),
     ("detector-abs-negative", GOOD + ["-detector_abs", "-5"], ["-detector_abs -5", "negative"]),
     ("kahn-factor-out-of-range", GOOD + ["-polar", "2"], ["-polar 2", "Kahn"]),
     ("seed-beyond-c-int", GOOD + ["-seed", "99999999999"], ["-seed"]),
