@@ -10,6 +10,8 @@ session.
 from __future__ import annotations
 
 import json
+
+import pytest
 import os
 import subprocess
 import sys
@@ -24,6 +26,7 @@ RECORD_KEYS = {"id", "group", "case", "impl", "mode", "dtype", "flags"}
 TIMED_KEYS = {"warm_s", "compile_s", "pixels_per_s", "subpaths_per_s", "peak_rss_mb"}
 
 
+@pytest.mark.slow  # 160 s on 2 shared cores: the slow tier (pytest -m slow)
 def test_smoke_suite_runs_and_writes_results(tmp_path):
     env = dict(os.environ)
     env.pop("NB_TORCH_SRC", None)

@@ -310,6 +310,7 @@ def _poisson_nll_problem():
     return nll, len(dirs)
 
 
+@pytest.mark.slow  # 160 s on 2 shared cores: the slow tier (pytest -m slow)
 def test_hessian_of_poisson_likelihood():
     """jax.jacfwd(jax.grad(nll)) — the observed information, which at the truth is the Fisher
     information Jᵀ diag(1/μ) J — is finite, symmetric, positive definite and matches second
