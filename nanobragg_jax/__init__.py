@@ -2,16 +2,18 @@
 
 Public surface:
   Model(crystal, beam, detector, ...)   a typed experiment (frozen pytrees, see nanobragg_jax.model)
-  simulate(model) -> Array              the image in photons per pixel (also simulate(setup, params))
+  simulate(model) -> Array              the image in photons per pixel (also simulate(setup, params));
+                                        (n_panels, slow, fast) for a detector of several panels
   lower(model) -> (Setup, Params)       the kernel's static and differentiable configuration
   from_cli_args(argv) -> Experiment     the C program's flags (and files) → model → Setup, Params
+  PanelStack, simulate_panels           multi-panel detectors (docs/panels.md)
+  simulate_pixels(setup, params, s, f)  photons at listed pixels (shoeboxes)
+  predict_spots, shoeboxes              Bragg spots of a still, pixels around them
+  simulate_shots, random_shots, Shots   batches of still shots with spectra (docs/shots.md)
 
 The names are imported on first use (PEP 562), so ``import nanobragg_jax`` and the
 command's ``-h`` do not pay for importing JAX (about 1–3 s); the first use of any export
 imports it.
-  simulate_pixels(setup, params, s, f)  photons at listed pixels (shoeboxes)
-  predict_spots, shoeboxes              Bragg spots of a still, pixels around them
-  simulate_shots(setup, params, shots)  a batch of still shots (n, S, F)
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ _EXPORTS: dict[str, str] = {
     # model branch: the typed experiment model and its lowering
     **{name: "model" for name in (
         "Beam", "Crystal", "Detector", "Divergence", "Goniometer", "Model", "Mosaicity", "NanoBraggPanel",
-        "Panel", "Sensor", "Spectrum", "StructureFactors", "lower", "recommended_oversample")},
+        "Panel", "Sensor", "Spectrum", "StructureFactors", "lower", "lower_panels", "recommended_oversample")},
     # panels branch: multi-panel detectors (see docs/panels.md)
     "PanelStack": "panels",
     "simulate_panels": "panels",
