@@ -50,8 +50,7 @@ def brightest_pixel_bound(exp) -> dict[str, float]:
     Returns a dict with keys ``F2_Flatt2`` (one sub-path's F² F_latt²), ``sum`` (over all
     sub-paths, plus the water term), ``water`` (I_bg), ``photons`` (the final bound).
     """
-    from .kernel import WATER_CONSTANT
-    from .physics import R_E_SQR
+    from .physics import R_E_SQR, water_background
 
     p, setup, info = exp.params, exp.setup, exp.info
     grid = np.asarray(p.F_grid, np.float64)
@@ -62,7 +61,7 @@ def brightest_pixel_bound(exp) -> dict[str, float]:
     fluence = float(p.fluence)
     water = float(p.water_size) if setup.has_water else 0.0
     lg_path = 2 * (_log10(f_max) + _log10(n_cells))
-    lg_water = _log10(WATER_CONSTANT) + _log10(fluence) + 3 * _log10(abs(water)) if water else -math.inf
+    lg_water = _log10(float(water_background(1.0, 1.0))) + _log10(fluence) + 3 * _log10(abs(water)) if water else -math.inf
     lg_sum = max(lg_path + _log10(setup.steps), lg_water) + math.log10(2.0)
     r_min = min(abs(float(info.get("close_distance", 0.0)) or math.inf), abs(float(info.get("distance", 0.0))))
     pixel_m = float(p.pixel_size) * 1e-3
