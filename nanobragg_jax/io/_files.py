@@ -13,22 +13,31 @@ import math
 import os
 import re
 import secrets
-from typing import Union
+from typing import Callable, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def atomic_write_bytes(path: PathLike, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` atomically (same directory temp file + ``os.replace``)."""
-    dest = os.fspath(path)
+def temporary_beside(dest: str, suffix: str = ".tmp") -> str:
+    """A fresh name for a temporary file in ``dest``'s folder (hidden, unique to this call).
+
+    The name is cut so that the temporary fits the file system's name limit whenever
+    ``dest``'s own name does.
+    """
     folder = os.path.dirname(os.path.abspath(dest))
     base = os.path.basename(dest)
-    # the name is cut so that the temporary fits the file system's name limit whenever ``base`` does
-    tmp = os.path.join(folder, f".{base[:40]}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    return os.path.join(folder, f".{base[:40]}.{os.getpid()}.{secrets.token_hex(4)}{suffix}")
+
+
+def atomic_write(path: PathLike, write: "Callable[[str], None]", suffix: str = ".tmp") -> None:
+    """Write ``path`` atomically: ``write(tmp)`` fills a temporary beside it, then ``os.replace``.
+
+    On any failure the temporary is removed and the error re-raised; ``path`` is untouched.
+    """
+    dest = os.fspath(path)
+    tmp = temporary_beside(dest, suffix)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
+        write(tmp)
         os.replace(tmp, dest)
     except BaseException:
         try:
@@ -36,6 +45,16 @@ def atomic_write_bytes(path: PathLike, payload: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def atomic_write_bytes(path: PathLike, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` atomically (same directory temp file + ``os.replace``)."""
+    def write(tmp: str) -> None:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+
+    atomic_write(path, write)
 
 
 def read_input_bytes(path: PathLike, what: str) -> bytes:

@@ -82,15 +82,6 @@ def write_cbf(path: PathLike, image: Any, *, pixel_size_mm: float, wavelength_A:
     header = {"_array_data.header_convention": "PILATUS_1.2",
               "_array_data.header_contents": "\n".join("# " + line for line in lines)}
     img = cbfimage.CbfImage(data=counts, header=header)
-    dest = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(dest))
-    tmp = os.path.join(folder, f".{os.path.basename(dest)}.{os.getpid()}.tmp.cbf")
-    try:
-        img.write(tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from ._files import atomic_write
+
+    atomic_write(path, img.write, suffix=".tmp.cbf")

@@ -138,10 +138,9 @@ def write_nxmx(path: PathLike, images: Any, panels: Sequence[Any], *, wavelength
         raise ValueError(f"write_nxmx: dtype must be float32 or int32, got {dtype!r}")
     basis = mcstas_basis(beam_travel, polarization_normal)
 
-    dest = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(dest))
-    tmp = os.path.join(folder, f".{os.path.basename(dest)}.{os.getpid()}.tmp")
-    try:
+    from ._files import atomic_write
+
+    def write(tmp: str) -> None:
         with h5py.File(tmp, "w") as fh:
             fh.attrs["default"] = "entry"
             fh.attrs["creator"] = "nanobragg-jax"
@@ -230,11 +229,6 @@ def write_nxmx(path: PathLike, images: Any, panels: Sequence[Any], *, wavelength
                    vector=_unit(basis @ np.asarray(spindle_axis, np.float64)), offset=np.zeros(3), depends_on=".")
             _field(strans, "omega_increment_set", float(osc), "deg")
             sample.create_dataset("depends_on", data="/entry/sample/transformations/omega")
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    atomic_write(path, write)
 
