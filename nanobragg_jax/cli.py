@@ -118,7 +118,6 @@ def check_experiment(exp) -> None:
     if fmin > setup.fpixels - 1 or smin > setup.spixels - 1:
         raise FlagError(f"-roi {fmin} {fmax} {smin} {smax}: selects no pixel of the "
                         f"{setup.fpixels}x{setup.spixels} detector")
-    check_mask_shape(exp)
     check_memory(exp)
     check_magnitudes(exp)
 
@@ -165,22 +164,6 @@ def check_memory(exp) -> None:
         raise FlagError(f"-detpixels: a {s.fpixels}x{s.spixels} detector needs about {need / 2**30:.3g} GiB "
                         f"of memory for its images, more than the {have / 2**30:.3g} GiB available; "
                         "use fewer or larger pixels")
-
-
-def check_mask_shape(exp) -> None:
-    """A -mask image has exactly the detector's pixels."""
-    from .flags import FlagError
-
-    if not exp.setup.has_mask:
-        return
-    shape = tuple(np.shape(exp.params.mask))
-    want = (exp.setup.spixels, exp.setup.fpixels)
-    if shape != want:
-        from .report import _image_files
-
-        name = _image_files(exp.options.get("argv", []))[0] or ""
-        raise FlagError(f"-mask {name}".rstrip() + f": the mask is {shape[1]}x{shape[0]} pixels but the detector "
-                        f"is {want[1]}x{want[0]} (set by -detpixels/-detsize/-pixel or -img)")
 
 
 def check_outputs(paths: dict[str, str], inputs: Optional[dict[str, str]] = None) -> None:

@@ -427,6 +427,10 @@ def _stage_model(st: CState, div: dict, cell, orientation, misset, hkl, spectrum
         kahn_factor=st.polarization, apply_polarization=not st.nopolar, fluence=st.fluence,
         dispersion=st.dispersion * 100.0, dispersion_steps=st.dispsteps,
         divergence=_divergence(st, div), spectrum=spectrum)
+    if st.mask is not None and tuple(np.shape(st.mask)) != (st.spixels, st.fpixels):
+        h, w = np.shape(st.mask)
+        raise FlagError(f"-mask {st.maskfilename}: the mask is {w}x{h} pixels but the detector is "
+                        f"{st.fpixels}x{st.spixels} (set by -detpixels/-detsize/-pixel or -img)")
     panel = M.NanoBraggPanel(
         convention=st.beam_convention, pivot=st.detector_pivot, n_fast=st.fpixels, n_slow=st.spixels,
         pixel_size=st.pixel_size * 1e3, distance=st.distance * 1e3,

@@ -307,7 +307,7 @@ def _tiling(psetup: Setup, n_panels: int) -> tuple[int, int]:
 
 
 def simulate_panels(setup: Setup, params: Params, panels: PanelStack,
-                    mask: Optional[Array] = None) -> Array:
+                    mask: Optional[Array] = None, *, devices: Optional[int] = None) -> Array:
     """Render every panel (photons per pixel), shape (n_panels, n_slow, n_fast).
 
     Args:
@@ -334,18 +334,15 @@ def simulate_panels(setup: Setup, params: Params, panels: PanelStack,
         # as simulate(): hard-edged spots are evaluated in float64 when allowed
         wide = params.astype(jnp.float64)
         return _simulate_panels(psetup, wide, panels.astype(jnp.float64), mask,
-                                _n_devices(psetup)).astype(jnp.float32)
-    return _simulate_panels(psetup, params, panels, mask, _n_devices(psetup))
+                                _n_devices(devices)).astype(jnp.float32)
+    return _simulate_panels(psetup, params, panels, mask, _n_devices(devices))
 
 
-def _n_devices(psetup: Setup) -> int:
-    """CPU devices to spread the tiles over: the same choice as ``simulate``."""
-    import importlib
+def _n_devices(devices: Optional[int]) -> int:
+    """CPU devices to spread the tiles over: the same rule as ``simulate(devices=)``."""
+    from .simulate import default_devices
 
-    # the module, not the function the package exports under the same name
-    _sim = importlib.import_module(".simulate", __package__)
-    pick = getattr(_sim, "_n_devices", None)
-    return int(pick(psetup)) if pick is not None else 1
+    return default_devices() if devices is None else max(1, int(devices))
 
 
 @partial(jax.jit, static_argnames=("psetup", "n_dev"))

@@ -45,6 +45,7 @@ def test_setup_jit_matches_and_differentiates() -> None:
     np.testing.assert_allclose(np.asarray(jitted), np.asarray(image), rtol=1e-12)
 
 
+@pytest.mark.slow  # ~40 s: 20 setups compiled in one process
 def test_mappings_level_off_with_a_small_table(monkeypatch) -> None:
     monkeypatch.setattr(_compiled, "COMPILED_SETUPS", 2)
     _compiled.clear_compiled_setups()

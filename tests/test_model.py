@@ -254,7 +254,7 @@ def cli_models(draw):
     crystal = nb.Crystal(cell=cell, N=N, misset=misset, default_F=100)
     beam = nb.Beam(wavelength=lam, kahn_factor=kahn)
     kw = dict(rotations=rot, twotheta=twotheta)
-    argv = ["-cell", *cell, "-Na", N[0], "-Nb", N[1], "-Nc", N[2], "-misset", *misset, "-default_F", 100,
+    argv = ["-cell", *cell, "-Na", int(N[0]), "-Nb", int(N[1]), "-Nc", int(N[2]), "-misset", *misset, "-default_F", 100,
             "-lambda", lam, "-polar", kahn, "-distance", dist, "-detpixels", n, "-pixel", px,
             "-detector_rotx", rot[0], "-detector_roty", rot[1], "-detector_rotz", rot[2], "-twotheta", twotheta,
             "-phi", phi0, "-osc", osc, "-phisteps", phisteps]
@@ -276,11 +276,23 @@ def cli_models(draw):
     return model, argv
 
 
-@settings(max_examples=10, deadline=None, derandomize=True)
-@given(cli_models())
-def test_random_models_render_like_their_flags(case):
+def _renders_like_its_flags(case) -> None:
     model, argv = case
     assert_same_image(nb.simulate(model), flags_image(argv), rtol=1e-8)
+
+
+# Each example compiles a new setup (~15 s on 2 cores): a few in the default tier, more in the slow one.
+@settings(max_examples=4, deadline=None, derandomize=True)
+@given(cli_models())
+def test_random_models_render_like_their_flags(case):
+    _renders_like_its_flags(case)
+
+
+@pytest.mark.slow
+@settings(max_examples=20, deadline=None, derandomize=False)
+@given(cli_models())
+def test_more_random_models_render_like_their_flags(case):
+    _renders_like_its_flags(case)
 
 
 # ---------------------------------------------------------------------------
@@ -360,13 +372,21 @@ def python_blocks(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/api.md"])
-def test_documentation_python_blocks_run(doc, tmp_path, monkeypatch):
+def test_documentation_python_blocks_run(doc, tmp_path):
+    """Every ```python block of the page, in order, as one script in a fresh interpreter.
+
+    A fresh process, as a reader would run them: the README's first block sets JAX options
+    (x64, CPU devices) that only take effect before JAX starts.
+    """
+    import subprocess
+    import sys
+
     blocks = python_blocks(REPO / doc)
     assert blocks, f"{doc} has no python blocks"
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {"__name__": "__doc_example__"}
-    for k, block in enumerate(blocks):
-        try:
-            exec(compile(block, f"{doc}[python block {k}]", "exec"), namespace)
-        except Exception as err:  # noqa: BLE001 - report which block failed
-            raise AssertionError(f"{doc}: python block {k} failed: {err!r}\n{block}") from err
+    script = tmp_path / "doc_blocks.py"
+    script.write_text("\n\n".join(f"# --- {doc}, python block {k}\n{b}" for k, b in enumerate(blocks)),
+                      encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, f"{doc}: a python block failed:\n{proc.stderr[-3000:]}"

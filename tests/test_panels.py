@@ -202,7 +202,6 @@ def test_tiles_spread_over_two_cpu_devices_give_the_same_image(tmp_path):
         jax.config.update("jax_num_cpu_devices", 2)
         jax.config.update("jax_enable_x64", True)
         from nanobragg_jax import from_cli_args
-        from nanobragg_jax.simulate import set_parallel_devices
         from nanobragg_jax.panels import PanelStack, simulate_panels
         exp = from_cli_args("-cell 70 80 90 90 90 90 -default_F 100 -N 5 -detpixels_f 24 -detpixels_s 20 "
                             "-pixel 0.4 -oversample 1 -distance 60 -misset 10 20 30".split())
@@ -211,10 +210,8 @@ def test_tiles_spread_over_two_cpu_devices_give_the_same_image(tmp_path):
                         slow=np.stack([s] * 3), n_fast=24, n_slow=20, pixel_size=0.4)
         import dataclasses
         setup = dataclasses.replace(exp.setup, tile_pixels=3 * 128)   # several tiles
-        set_parallel_devices(1)
-        one = np.asarray(simulate_panels(setup, exp.params, st))
-        set_parallel_devices(2)
-        two = np.asarray(simulate_panels(setup, exp.params, st))
+        one = np.asarray(simulate_panels(setup, exp.params, st, devices=1))
+        two = np.asarray(simulate_panels(setup, exp.params, st, devices=2))
         assert one.max() > 0
         # two compiled programs (one per device count): equal up to rounding
         np.testing.assert_allclose(one, two, rtol=1e-8, atol=1e-12 * one.max())

@@ -261,6 +261,7 @@ def _joint_model():
     return jax.jit(lambda u: jnp.sum(w * model(u))), model, len(steps)
 
 
+@pytest.mark.slow  # 36 parameters through simulate_pixels: ~60 s on 2 cores (each parameterisation alone is in the default tier)
 def test_joint_parameterisation_check_grads_order1():
     f, model, n = _joint_model()
     u0 = jnp.zeros(n)
