@@ -247,9 +247,7 @@ def noise_image_exact(
         (uint16 image (slow, fast), photons = sum of the drawn counts before the offset (what the
         C prints as "photons on noise image"), number of overloads).
     """
-    img = np.asarray(float_image, dtype=np.float32)
-    if img.ndim != 2:
-        raise ValueError(f"float_image must be 2-D (slow, fast), got shape {img.shape}")
+    img = _image_2d(float_image)
     mask = roi_mask(img.shape, roi)
     flat_idx = np.flatnonzero(mask.ravel())  # raster order: slow outer, fast inner
     values = img.ravel()[flat_idx].astype(np.float64).tolist()
@@ -300,6 +298,14 @@ def _fast_counts_chunked(flat: np.ndarray, key: jax.Array) -> np.ndarray:
     return out
 
 
+def _image_2d(float_image) -> np.ndarray:
+    """The expected-photon image as float32 (slow, fast); anything else is a ValueError."""
+    img = np.asarray(float_image, dtype=np.float32)
+    if img.ndim != 2:
+        raise ValueError(f"float_image must be 2-D (slow, fast), got shape {img.shape}")
+    return img
+
+
 def noise_image_fast(
     float_image: np.ndarray,
     key: jax.Array,
@@ -321,9 +327,7 @@ def noise_image_fast(
     Returns:
         (uint16 image, photons (sum of counts inside the ROI), overloads).
     """
-    img = np.asarray(float_image, dtype=np.float32)
-    if img.ndim != 2:
-        raise ValueError(f"float_image must be 2-D (slow, fast), got shape {img.shape}")
+    img = _image_2d(float_image)
     mask = roi_mask(img.shape, roi)
     counts = _fast_counts_chunked(img.ravel(), key).reshape(img.shape)
     counts = np.where(mask, counts, 0.0)
@@ -368,9 +372,7 @@ def noise_image_numpy(
     Returns:
         (uint16 image, photons (sum of counts inside the ROI), overloads).
     """
-    img = np.asarray(float_image, dtype=np.float32)
-    if img.ndim != 2:
-        raise ValueError(f"float_image must be 2-D (slow, fast), got shape {img.shape}")
+    img = _image_2d(float_image)
     if roi is None:
         window = (slice(None), slice(None))
     else:

@@ -99,3 +99,17 @@ THRESHOLDS = {"float64": (0.999999, 1e-5, 1e-5), "float32": (0.9999, 1e-3, 1e-3)
 def passes(fig: dict, dtype: str = "float64") -> bool:
     corr, sum_tol, max_tol = THRESHOLDS[dtype]
     return fig["corr"] >= corr and abs(fig["sum_ratio"] - 1) <= sum_tol and fig["max_rel"] <= max_tol
+
+
+def experiment(rec: dict, workdir: Path):
+    """``from_cli_args`` of a case as the C program ran it: its inputs staged in ``workdir``,
+    parsed there (relative file names resolve as in the C run)."""
+    from nanobragg_jax import from_cli_args
+
+    stage_inputs(rec, workdir)
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        return from_cli_args(full_args(rec))
+    finally:
+        os.chdir(cwd)

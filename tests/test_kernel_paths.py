@@ -11,7 +11,6 @@ case per physics feature); ``-m slow`` runs all of them.
 
 from __future__ import annotations
 
-import os
 from functools import partial
 
 import jax
@@ -37,16 +36,6 @@ REPRESENTATIVE = {
     "shape_round_xtal", "shape_gauss_xtal", "shape_tophat_spots", "point_pixel_tilt", "nopolar",
     "sourcefile_lambdas", "Na_Nb_Nc", "integration", "mask", "custom_vectors",
 }
-
-
-def _experiment(rec: dict, tmp_path):
-    golden.stage_inputs(rec, tmp_path)
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        return nb.from_cli_args(golden.full_args(rec))
-    finally:
-        os.chdir(cwd)
 
 
 def _cases() -> list:
@@ -81,7 +70,7 @@ def _window(ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("rec", _cases())
 def test_fast_and_general_paths_agree(rec, tmp_path):
-    exp = _experiment(rec, tmp_path)
+    exp = golden.experiment(rec, tmp_path)
     if not kernel.fast_path_applies(exp.setup):
         pytest.skip("the fast path does not compute this setup (interpolation / -oversample_*)")
     s, f = _window(golden.arrays(rec["id"])["float"])

@@ -9,7 +9,6 @@ must meet the corpus's thresholds (golden/README.md): in float64, correlation
 
 from __future__ import annotations
 
-import os
 
 import jax
 import numpy as np
@@ -26,20 +25,9 @@ pytestmark = pytest.mark.usefixtures("golden_corpus")  # fails, never skips, wit
 CASE_IDS = golden.case_ids()
 
 
-def _experiment(case_id: str, tmp_path):
-    rec = golden.case(case_id)
-    golden.stage_inputs(rec, tmp_path)
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        return nb.from_cli_args(golden.full_args(rec))
-    finally:
-        os.chdir(cwd)
-
-
 @pytest.mark.parametrize("case_id", CASE_IDS)
 def test_float64_matches_c(case_id, tmp_path):
-    exp = _experiment(case_id, tmp_path)
+    exp = golden.experiment(golden.case(case_id), tmp_path)
     image = np.asarray(nb.simulate(exp.setup, exp.params))
     ref = golden.arrays(case_id)["float"]
     assert image.shape == ref.shape
@@ -50,7 +38,7 @@ def test_float64_matches_c(case_id, tmp_path):
 
 @pytest.mark.parametrize("case_id", CASE_IDS)
 def test_float32_matches_c(case_id, tmp_path):
-    exp = _experiment(case_id, tmp_path)
+    exp = golden.experiment(golden.case(case_id), tmp_path)
     image = np.asarray(nb.simulate(exp.setup, exp.params.astype(np.float32)))
     assert image.dtype == np.float32
     fig = golden.compare(image, golden.arrays(case_id)["float"])
