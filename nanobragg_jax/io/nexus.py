@@ -44,7 +44,8 @@ from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
-__all__ = ["write_nxmx", "create_nxmx", "Allocate", "stored_shape", "mcstas_basis", "require_h5py"]
+__all__ = ["write_nxmx", "create_nxmx", "Allocate", "stored_shape", "simulation_geometry", "put_field",
+           "mcstas_basis", "require_h5py"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -102,9 +103,11 @@ def stored_shape(n_images: int, n_panels: int, n_slow: int, n_fast: int) -> tupl
     return lead + (int(n_slow), int(n_fast))
 
 
-def _put(group, name: str, value: Any, units: Optional[str] = None, *, chunks: Any = None,
-         compress: bool = False, **attrs) -> Any:
-    """Create field ``name`` from a value, an :class:`Allocate` or an ``h5py.VirtualLayout``."""
+def put_field(group: Any, name: str, value: Any, units: Optional[str] = None, *, chunks: Any = None,
+              compress: bool = False, **attrs: Any) -> Any:
+    """Create field ``name`` of ``group`` from a value, an :class:`Allocate` (empty, filled with
+    0) or an ``h5py.VirtualLayout``, with its ``units`` and other attributes; ``compress``:
+    bitshuffle/LZ4 or gzip (see the module docstring)."""
     h5py = require_h5py()
     extra = _compression() if compress else {}
     if isinstance(value, h5py.VirtualLayout):
@@ -189,7 +192,7 @@ def create_nxmx(fh: Any, panels: Sequence[Any], data: Any, *, wavelength: Any,
     dgroup = _group(entry, "data", "NXdata")
     dgroup.attrs["signal"] = "data"
     virtual = isinstance(data, h5py.VirtualLayout)
-    ds = _put(dgroup, "data", data, data_units, chunks=None if virtual else (1,) * (len(dshape) - 2) + (ns, nf),
+    ds = put_field(dgroup, "data", data, data_units, chunks=None if virtual else (1,) * (len(dshape) - 2) + (ns, nf),
               compress=not virtual)
 
     inst = _group(entry, "instrument", "NXinstrument")
@@ -197,36 +200,36 @@ def create_nxmx(fh: Any, panels: Sequence[Any], data: Any, *, wavelength: Any,
     beam = _group(inst, "beam", "NXbeam")
     if not isinstance(wavelength, (Allocate, h5py.VirtualLayout)):
         wavelength = np.asarray(wavelength, np.float64)
-    _put(beam, "incident_wavelength", wavelength, "angstrom")
+    put_field(beam, "incident_wavelength", wavelength, "angstrom")
     if wavelength_weights is not None:
         if not isinstance(wavelength_weights, (Allocate, h5py.VirtualLayout)):
             wavelength_weights = np.asarray(wavelength_weights, np.float64)
-        _put(beam, "incident_wavelength_weights", wavelength_weights)
+        put_field(beam, "incident_wavelength_weights", wavelength_weights)
     # Stokes vector of a beam polarised to degree K = 2p − 1 with its E-vector
     # perpendicular to the polarisation normal (ψ: angle of E from +x in the NeXus frame)
     kahn = 2.0 * float(polarization_fraction) - 1.0
     e_vec = basis @ np.cross(_unit(polarization_normal), _unit(beam_travel))
     psi = np.arctan2(e_vec[1], e_vec[0])
-    _put(beam, "incident_polarization_stokes", np.array([1.0, kahn * np.cos(2 * psi), kahn * np.sin(2 * psi), 0.0]))
-    _put(beam, "incident_beam_size", np.array([0.1, 0.1]), "mm")
+    put_field(beam, "incident_polarization_stokes", np.array([1.0, kahn * np.cos(2 * psi), kahn * np.sin(2 * psi), 0.0]))
+    put_field(beam, "incident_beam_size", np.array([0.1, 0.1]), "mm")
     if flux > 0:
-        _put(beam, "flux", float(flux), "Hz")
+        put_field(beam, "flux", float(flux), "Hz")
 
     det = _group(inst, "detector", "NXdetector")
     det.create_dataset("description", data="nanobragg-jax simulated detector")
     det.create_dataset("type", data="pixel")
     if sensor_thickness > 0:
         det.create_dataset("sensor_material", data=sensor_material)
-        _put(det, "sensor_thickness", float(sensor_thickness), "mm")
+        put_field(det, "sensor_thickness", float(sensor_thickness), "mm")
     px = float(plist[0]["pixel_size"])
-    _put(det, "x_pixel_size", px, "mm")
-    _put(det, "y_pixel_size", px, "mm")
-    _put(det, "count_time", float(count_time), "s")
-    _put(det, "saturation_value", int(np.iinfo(np.int32).max))
-    _put(det, "underload_value", -1)
+    put_field(det, "x_pixel_size", px, "mm")
+    put_field(det, "y_pixel_size", px, "mm")
+    put_field(det, "count_time", float(count_time), "s")
+    put_field(det, "saturation_value", int(np.iinfo(np.int32).max))
+    put_field(det, "underload_value", -1)
     det.create_dataset("depends_on", data="/entry/instrument/detector/transformations/origin")
     dtrans = _group(det, "transformations", "NXtransformations")
-    _put(dtrans, "origin", 0.0, "mm", transformation_type="translation", vector=np.array([0.0, 0.0, 1.0]),
+    put_field(dtrans, "origin", 0.0, "mm", transformation_type="translation", vector=np.array([0.0, 0.0, 1.0]),
            depends_on=".", offset=np.zeros(3))
     dset_path = "/entry/instrument/detector/transformations/origin"
     for i, p in enumerate(plist):
@@ -236,20 +239,20 @@ def create_nxmx(fh: Any, panels: Sequence[Any], data: Any, *, wavelength: Any,
         origin = basis @ p["origin"]
         dist = float(np.linalg.norm(origin))
         if n_panels == 1:
-            _put(mod, "data_origin", np.array([0, 0], np.int32))
-            _put(mod, "data_size", np.array([ns, nf], np.int32))
-            _put(mod, "data_stride", np.array([1, 1], np.int32))
+            put_field(mod, "data_origin", np.array([0, 0], np.int32))
+            put_field(mod, "data_size", np.array([ns, nf], np.int32))
+            put_field(mod, "data_stride", np.array([1, 1], np.int32))
         else:
-            _put(mod, "data_origin", np.array([i, 0, 0], np.int32))
-            _put(mod, "data_size", np.array([1, ns, nf], np.int32))
-            _put(mod, "data_stride", np.array([1, 1, 1], np.int32))
-        _put(mod, "module_offset", dist, "mm", transformation_type="translation",
+            put_field(mod, "data_origin", np.array([i, 0, 0], np.int32))
+            put_field(mod, "data_size", np.array([1, ns, nf], np.int32))
+            put_field(mod, "data_stride", np.array([1, 1, 1], np.int32))
+        put_field(mod, "module_offset", dist, "mm", transformation_type="translation",
                vector=origin / dist if dist > 0 else np.array([0.0, 0.0, 1.0]),
                offset=np.zeros(3), depends_on=dset_path)
         mpath = mod.name + "/module_offset"
-        _put(mod, "fast_pixel_direction", px, "mm", transformation_type="translation",
+        put_field(mod, "fast_pixel_direction", px, "mm", transformation_type="translation",
                vector=_unit(basis @ p["fast"]), offset=np.zeros(3), depends_on=mpath)
-        _put(mod, "slow_pixel_direction", px, "mm", transformation_type="translation",
+        put_field(mod, "slow_pixel_direction", px, "mm", transformation_type="translation",
                vector=_unit(basis @ p["slow"]), offset=np.zeros(3), depends_on=mpath)
 
     sample = _group(entry, "sample", "NXsample")
@@ -257,11 +260,27 @@ def create_nxmx(fh: Any, panels: Sequence[Any], data: Any, *, wavelength: Any,
     sample["beam"] = beam  # hard link: NXmx places NXbeam under NXsample too
     strans = _group(sample, "transformations", "NXtransformations")
     phis = np.broadcast_to(np.asarray(phi, np.float64), (n_img,)).copy()
-    _put(strans, "omega", phis, "deg", transformation_type="rotation",
+    put_field(strans, "omega", phis, "deg", transformation_type="rotation",
            vector=_unit(basis @ np.asarray(spindle_axis, np.float64)), offset=np.zeros(3), depends_on=".")
-    _put(strans, "omega_increment_set", float(osc), "deg")
+    put_field(strans, "omega_increment_set", float(osc), "deg")
     sample.create_dataset("depends_on", data="/entry/sample/transformations/omega")
     return ds
+
+
+def simulation_geometry(exp: Any, truth: Any) -> dict:
+    """The :func:`create_nxmx` keywords (beam, polarisation, spindle, scan, sensor) of a simulation.
+
+    ``exp``: an ``Experiment`` (``from_cli_args``); ``truth``: its ground truth
+    ``io.expt.model_from_experiment(exp, …)`` (polarisation normal and fraction, panel thickness).
+    The scan starts at φ0 (deg) and spans phisteps·phistep (0 for a still).
+    """
+    params, setup = exp.params, exp.setup
+    osc = float(params.phistep) * setup.phisteps if setup.phisteps > 1 else 0.0
+    return dict(beam_travel=np.asarray(params.beam_vector, np.float64),
+                polarization_normal=np.asarray(truth.beam.polarization_normal, np.float64),
+                polarization_fraction=float(truth.beam.polarization_fraction),
+                spindle_axis=np.asarray(params.spindle_axis, np.float64), phi=float(params.phi0), osc=osc,
+                sensor_thickness=float(truth.panels[0].thickness))
 
 
 def write_nxmx(path: PathLike, images: Any, panels: Sequence[Any], *, wavelength: Any,
