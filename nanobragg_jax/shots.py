@@ -153,7 +153,7 @@ def random_shots(setup: Setup, params: Params, n_shots: int, seed: int, *, start
     B = base_reciprocal(setup, params)
     lam0 = float(np.asarray(params.wavelength))
     if isinstance(spectrum, spectra.Spectrum):
-        spec = spectra.check_spectrum(*spectrum)
+        spec = spectra.along_beam(spectrum, "random_shots")
         lam = np.tile(spec.wavelengths, (n_shots, 1))
         w = np.tile(spec.weights, (n_shots, 1))
     elif spectrum == "mono":
