@@ -157,7 +157,7 @@ def part_path(path: str, process_id: int, num_processes: int) -> str:
     return f"{stem}.part{process_id}of{num_processes}{ext or '.h5'}"
 
 
-def _spectrum_arg(opts: dict):
+def _spectrum_arg(opts: dict) -> Any:
     from . import spectra
 
     sp = opts["spectrum"]
@@ -276,7 +276,10 @@ def _open(path: str, opts: dict, fp: str, layout: Layout, mine: np.ndarray, attr
     import h5py
 
     if os.path.exists(path) and not opts["overwrite"]:
-        f = h5py.File(path, "r+")
+        try:
+            f = h5py.File(path, "r+")
+        except OSError as e:
+            raise UsageError(f"{path}: cannot be opened to resume ({e}); use --overwrite to replace it") from None
         if "/entry/shots/done" not in f or f["/entry"].attrs.get("run") != fp:
             f.close()
             raise UsageError(f"{path} was written by a different command (use --overwrite to replace it)")

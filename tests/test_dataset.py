@@ -116,6 +116,13 @@ def test_usage_errors(capsys):
     assert dataset.main(["--help"]) == 0
 
 
+def test_a_file_that_is_not_a_dataset_is_refused(tmp_path, capsys):
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not hdf5")
+    assert dataset.main(["--shots", "2", "--no-progress", "-o", str(junk)] + FLAGS) == 2
+    assert "junk.h5" in capsys.readouterr().err and junk.read_bytes() == b"not hdf5"
+
+
 def test_two_processes_write_parts_joined_by_a_virtual_master(tmp_path):
     """2 jax.distributed processes on localhost: each writes its own NXmx part; process 0 writes
     OUT as the master (virtual datasets), which reads as the one-process dataset — also after
