@@ -162,3 +162,13 @@ def test_each_shot_on_the_general_path_with_interpolation(tmp_path):
     sh = S.random_shots(exp.setup, exp.params, 3, seed=2, spectrum="sase", n_channels=2)
     imgs = np.asarray(S.simulate_shots(exp.setup, exp.params, sh, chunk=2))
     _check_each_shot(exp, sh, imgs)
+
+
+@pytest.mark.slow
+def test_scaling_benchmark_runs_as_one_command():
+    """benchmarks.shots --only scaling: one child, 1 vs 2 devices alternating (tiny sizes)."""
+    r = subprocess.run([sys.executable, "-m", "benchmarks.shots", "--only", "scaling", "--det", "16",
+                        "--block", "4", "--reps", "1"], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert '"scaling_1_to_2"' in r.stdout and '"load_before"' in r.stdout
