@@ -246,13 +246,13 @@ def choose_chunk(setup: Setup, n_per_device: int, memory_budget: int, itemsize: 
 @partial(jax.jit, static_argnames=("setup", "chunk", "n_dev"))
 def _render(setup: Setup, params: Params, shots: Shots, chunk: int, n_dev: int, panels=None) -> Array:
     """(n, S, F) images — (n, P, S, F) with panels — of a padded batch (n a multiple of chunk·n_dev)."""
-    from .panels import _simulate_panels
+    from .panels import simulate_panels
     from .simulate import _simulate  # the jitted single-image renderer (one device)
 
     def one(shot):
         if panels is None:
             return _simulate(setup, shot_params(params, shot), 1)
-        return _simulate_panels(setup, shot_params(params, shot), panels, None, 1)
+        return simulate_panels(setup, shot_params(params, shot), panels, devices=1)
 
     def local(params_, shots_):
         n = shots_.fluence.shape[0]
@@ -300,10 +300,13 @@ def simulate_shots(setup: Setup, params: Params, shots: Shots, *, devices: Optio
     st = shot_setup(setup, S)
     n_panels = 1
     if panels is not None:
-        from .panels import _check_pixel_size, panel_setup
+        from .panels import panel_setup
 
-        _check_pixel_size(panels, params)
-        st = panel_setup(st, panels)
+        # inside the jitted renderer the pixel size is traced and can no longer be checked
+        if not np.isclose(float(np.asarray(params.pixel_size)), panels.pixel_size, rtol=1e-9, atol=0.0):
+            raise ValueError(f"simulate_shots: panels have pixel size {panels.pixel_size} mm but "
+                             f"params.pixel_size is {float(np.asarray(params.pixel_size))} mm")
+        st = panel_setup(st, panels)  # idempotent: simulate_panels applies it again inside
         n_panels = panels.n_panels
     per_dev = -(-n // n_dev)
     itemsize = jnp.dtype(jnp.result_type(params.wavelength)).itemsize
