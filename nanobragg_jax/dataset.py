@@ -347,6 +347,10 @@ def run(argv: Sequence[str]) -> int:
     if exp.params is None:
         print(usage())
         return 0
+    from .cli import check_cell, check_experiment
+
+    check_cell(exp)  # the nanoBragg command's checks of values known after parsing
+    check_experiment(exp)
     if exp.options.get("dtype", "float64") == "float64":
         jax.config.update("jax_enable_x64", True)
     setup, params = exp.setup, exp.params
@@ -380,7 +384,9 @@ def run(argv: Sequence[str]) -> int:
     path = part_path(opts["o"], me, P)
     if P > 1 and me == 0:
         _check_master_target(opts["o"], opts)
+    fresh = opts["overwrite"] or not os.path.exists(path)
     f = _open(path, opts, fp, layout, mine, attrs)
+    written = 0
     try:
         if P > 1 and me == 0:
             write_master(opts["o"], layout, n, P, attrs)
@@ -408,6 +414,10 @@ def run(argv: Sequence[str]) -> int:
                               fluence_cv=opts["fluence_cv"], orientations=U)
             imgs = np.asarray(simulate_shots(setup, params, sh, devices=n_dev, chunk=chunk, panels=stack))
             k = len(rows)
+            if not np.all(np.isfinite(imgs[:k].astype(np.float32))):
+                raise UsageError(f"shots {full[0]}…{full[k - 1]}: the rendered images have pixels that are not "
+                                 "finite (NaN or Inf); check -fluence, -default_F/-hkl, -N and -water "
+                                 "(or -dtype float64)")
             sel = np.asarray(rows)
             for j, r in enumerate(rows):  # one shot per chunk of the stored stack
                 d[r] = imgs[j].astype(np.float32)
@@ -419,6 +429,7 @@ def run(argv: Sequence[str]) -> int:
             f.flush()
             g["done"][sel] = 1
             f.flush()
+            written += k
             if bar is not None:
                 bar.update(k)
             else:
@@ -429,8 +440,14 @@ def run(argv: Sequence[str]) -> int:
             import datetime as _dt
 
             f["/entry/end_time"][()] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    finally:
+    except BaseException:
         f.close()
+        if fresh and not written:  # a run that wrote nothing leaves no file behind
+            os.unlink(path)
+        raise
+    finally:
+        if f.id.valid:
+            f.close()
         if opts["coordinator"]:
             jax.distributed.shutdown()
     return 0

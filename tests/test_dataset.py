@@ -234,3 +234,18 @@ def test_expt_errors_name_the_flag(tmp_path, capsys):
                         + layout["expt_args"]) == 2
     assert "missing.expt" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_bad_values_leave_no_file(tmp_path, monkeypatch, capsys):
+    """Bad flags are refused before a file is made; a block with non-finite pixels (defence in
+    depth: the estimates before rendering should prevent it) ends a fresh run without a file."""
+    out = tmp_path / "x.h5"
+    base = ["--shots", "2", "--no-progress", "-o", str(out)]
+    nan_f = [a if a != "100" else "nan" for a in FLAGS]
+    assert dataset.main(base + nan_f) == 2
+    assert "-default_F" in capsys.readouterr().err and not out.exists()
+    from nanobragg_jax import shots
+
+    monkeypatch.setattr(shots, "simulate_shots", lambda *a, **k: np.full((2, 16, 16), np.nan))
+    assert dataset.main(base + FLAGS) == 2
+    assert "not finite" in capsys.readouterr().err and not out.exists()
