@@ -15,8 +15,8 @@ Layout (NX_class attributes on every group, ``units`` on every dimensioned field
 * ``/entry/instrument`` (NXinstrument) with
   ``beam`` (NXbeam: ``incident_wavelength`` Å — a number; an array (m,) with
   ``incident_wavelength_weights`` (m,) for one spectrum; one wavelength per image (n_images,);
-  or (n_images, m) wavelengths and weights for a spectrum per image, as NXmx allows —, ``incident_polarization_stokes``, ``flux`` when known; linked as
-  ``/entry/sample/beam`` too) and ``detector`` (NXdetector: ``depends_on``, ``sensor_material``,
+  or (n_images, m) wavelengths and weights for a spectrum per image, as NXmx allows —,
+  ``incident_polarization_stokes``, ``flux`` when known; linked as ``/entry/sample/beam`` too) and ``detector`` (NXdetector: ``depends_on``, ``sensor_material``,
   ``sensor_thickness``, ``x/y_pixel_size``, ``transformations`` and one NXdetector_module per
   panel with ``data_origin`` ([i, 0, 0], or [0, 0] for one panel), ``data_size``,
   ``data_stride``, ``module_offset``,
