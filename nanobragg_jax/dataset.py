@@ -225,7 +225,8 @@ class Layout:
             lay = h5py.VirtualLayout((n,) + tuple(trailing), dtype)
             at = 0
             for part, n_p in source:
-                lay[at:at + n_p] = h5py.VirtualSource(part, name, (n_p,) + tuple(trailing))
+                if n_p:  # a process with no shots (more processes than shots) adds nothing
+                    lay[at:at + n_p] = h5py.VirtualSource(part, name, (n_p,) + tuple(trailing))
                 at += n_p
             return lay
 

@@ -192,8 +192,10 @@ def create_nxmx(fh: Any, panels: Sequence[Any], data: Any, *, wavelength: Any,
     dgroup = _group(entry, "data", "NXdata")
     dgroup.attrs["signal"] = "data"
     virtual = isinstance(data, h5py.VirtualLayout)
-    ds = put_field(dgroup, "data", data, data_units, chunks=None if virtual else (1,) * (len(dshape) - 2) + (ns, nf),
-              compress=not virtual)
+    # one image per chunk (an empty stack, e.g. a process with no shots, cannot be chunked)
+    chunked = not virtual and n_img > 0
+    ds = put_field(dgroup, "data", data, data_units, chunks=(1,) * (len(dshape) - 2) + (ns, nf) if chunked else None,
+                   compress=chunked)
 
     inst = _group(entry, "instrument", "NXinstrument")
     inst.create_dataset("name", data="nanobragg-jax simulated beamline")
