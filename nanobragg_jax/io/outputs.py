@@ -175,15 +175,10 @@ def write_outputs(paths: dict[str, str], exp: Any, model: Any, panel_images: Seq
 
             raise FlagError("-h5file: panels of different shapes need one file per shape (not yet supported)")
         stack = np.stack([np.asarray(im, np.float32) for im in panel_images])
-        phistep = float(params.phistep) * setup.phisteps if setup.phisteps > 1 else 0.0
         print(f"writing {paths['-h5file']} as NeXus/NXmx HDF5 ({stack.shape[0]} x {stack.shape[1]} x "
               f"{stack.shape[2]} float32)", file=out)
         emit("-h5file", paths["-h5file"], lambda p: nexus.write_nxmx(p, stack, panels, wavelength=float(params.wavelength),
-                         beam_travel=np.asarray(params.beam_vector, np.float64),
-                         polarization_normal=truth.beam.polarization_normal,
-                         polarization_fraction=truth.beam.polarization_fraction,
-                         spindle_axis=np.asarray(params.spindle_axis, np.float64), phi=float(params.phi0),
-                         osc=phistep, sensor_thickness=truth.panels[0].thickness))
+                                                                     **nexus.simulation_geometry(exp, truth)))
     if "-cbffile" in paths:
         from ..flags import FlagError
         from . import cbf
