@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -293,17 +293,71 @@ def _check_pixel_size(panels: PanelStack, params: Params) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _tiling(psetup: Setup, n_panels: int) -> tuple[int, int]:
-    """(pixels per panel per tile, tiles) so that one tile of all panels is about one
-    single-panel tile (the memory bound of ``simulate``)."""
+# A loop iteration's fixed cost (dispatch of the body's fused loops), in pixel-equivalents:
+# weighs fewer, longer iterations against padding panels in _tiling.
+_ITERATION_COST = kernel.FAST_TILE_MIN
+
+
+class Tiling(NamedTuple):
+    """How the pixels of a PanelStack are cut into tiles (see :func:`_tiling`).
+
+    Tile t holds ``group`` panels (vmapped) × ``chunk`` consecutive pixels (raster
+    order) of each: panels ``g·group … g·group + group − 1`` with g = t // chunks,
+    pixels ``c·chunk …`` with c = t % chunks.  Either group = 1 (a panel spans
+    ``chunks`` tiles) or chunks = 1 (a tile holds whole panels), so the tiles'
+    output is the (panels, pixels) image without a transpose.
+    """
+
+    group: int  # panels per tile
+    chunk: int  # pixels per panel per tile
+    chunks: int  # tiles per panel (group = 1) or 1
+    groups: int  # panel groups, padded so that tiles divide evenly over the devices
+    n_dev: int  # devices the tiles are spread over
+
+    @property
+    def n_tiles(self) -> int:
+        return self.groups * self.chunks
+
+
+def _tiling(psetup: Setup, n_panels: int, n_dev: int = 1) -> Tiling:
+    """Cut the panels into tiles of about one single-panel tile (the memory bound of ``simulate``).
+
+    A tile never straddles two panels' pixel ranges, so the detector frame is a
+    per-tile constant (no per-pixel gather of panel constants).  A panel larger
+    than the tile budget is split into equal chunks (one panel per tile); smaller
+    panels are grouped whole, choosing the group size that minimises the work of
+    the busiest device (padding panels included, plus a fixed cost per tile).
+    Fast-path chunks are multiples of TILE_QUANTUM (vectorised loops).
+    """
     n_valid = psetup.fpixels * psetup.spixels
-    total = kernel.tile_pixels(psetup)
-    per_panel = max(1, total // max(n_panels, 1))
-    if kernel.fast_path_applies(psetup):
-        per_panel = kernel.round_tile(max(per_panel, kernel.TILE_QUANTUM), n_valid)
-    else:
-        per_panel = max(1, min(per_panel, n_valid))
-    return per_panel, -(-n_valid // per_panel)
+    budget = kernel.tile_pixels(psetup)
+    fast = kernel.fast_path_applies(psetup)
+
+    def fit(pixels: int) -> int:
+        return kernel.round_tile(pixels, n_valid) if fast else max(1, min(pixels, n_valid))
+
+    def per_device(tiles: int) -> tuple[int, int]:
+        dev = max(1, min(n_dev, tiles))
+        return -(-tiles // dev) * dev, dev
+
+    if n_valid > budget:
+        chunks = -(-n_valid // fit(budget))
+        chunk = fit(-(-n_valid // chunks))  # equal chunks: less padding in the last one
+        chunks = -(-n_valid // chunk)
+        dev = max(1, min(n_dev, n_panels * chunks))
+        groups = n_panels
+        while (groups * chunks) % dev:  # pad whole (dropped) panels: tiles divide over the devices
+            groups += 1
+        return Tiling(1, chunk, chunks, groups, dev)
+    chunk = fit(n_valid)
+    best = None
+    for group in range(1, max(1, min(n_panels, budget // chunk)) + 1):
+        groups, dev = per_device(-(-n_panels // group))
+        cost = (groups // dev) * (group * chunk + _ITERATION_COST)
+        key = (cost, groups * group)
+        if best is None or key < best[0]:
+            best = (key, Tiling(group, chunk, 1, groups, dev))
+    return best[1]
 
 
 def simulate_panels(setup: Setup, params: Params, panels: PanelStack,
@@ -345,6 +399,14 @@ def _n_devices(devices: Optional[int]) -> int:
     return default_devices() if devices is None else max(1, int(devices))
 
 
+def _grouped(tree: Any, n_panels: int, tiling: Tiling) -> Any:
+    """Per-panel arrays (leading axis n_panels) → (groups, group, ...), padding panels
+    repeating the last one (their pixels are rendered and dropped)."""
+    idx = np.minimum(np.arange(tiling.groups * tiling.group), n_panels - 1)
+    return jax.tree_util.tree_map(
+        lambda a: jnp.take(a, idx, axis=0).reshape((tiling.groups, tiling.group) + a.shape[1:]), tree)
+
+
 @partial(jax.jit, static_argnames=("psetup", "n_dev"))
 def _simulate_panels(psetup: Setup, params: Params, panels: PanelStack, mask: Optional[Array],
                      n_dev: int = 1) -> Array:
@@ -352,23 +414,41 @@ def _simulate_panels(psetup: Setup, params: Params, panels: PanelStack, mask: Op
     n_panels = panels.n_panels
     nf, ns = psetup.fpixels, psetup.spixels
     n_valid = nf * ns
-    tile, n_tiles = _tiling(psetup, n_panels)
-    n_dev = max(1, min(n_dev, n_tiles))
-    n_tiles = -(-n_tiles // n_dev) * n_dev  # a whole number of tiles per device
-    order = jnp.arange(n_tiles * tile, dtype=jnp.int32).reshape(n_tiles, tile)
+    tiling = _tiling(psetup, n_panels, n_dev)
+    chunk, chunks = tiling.chunk, tiling.chunks
+    # Pixel indices of each chunk of a panel (raster order; padding repeats the last
+    # pixel with order = n_valid), the same for every panel: built once, not per tile.
+    order = jnp.arange(chunks * chunk, dtype=jnp.int32).reshape(chunks, chunk)
     lin = jnp.minimum(order, n_valid - 1)
     S, F = lin // nf, lin % nf
     order = jnp.minimum(order, n_valid)
-    frames = panel_frames(panels, params)
+    tile_ids = jnp.arange(tiling.n_tiles, dtype=jnp.int32)
+    # Per-panel constants (the detector frame) once per panel, grouped per tile.
+    frames = _grouped(panel_frames(panels, params), n_panels, tiling)
+
+    def tile_pixels(pix, t):
+        """(slow, fast, raster order) of tile t's pixels in each of its panels, and its group."""
+        c = t % chunks
+        return pix[0][c], pix[1][c], pix[2][c], t // chunks
+
+    def pick(tree, g):
+        return jax.tree_util.tree_map(lambda a: a[g], tree)
+
+    def to_image(values):
+        """(tiles, group, chunk) tile outputs → (n_panels, n_valid): no transpose, as group = 1
+        or chunks = 1."""
+        flat = values.reshape(-1)[:n_panels * chunks * chunk]
+        return flat.reshape(n_panels, chunks * chunk)[:, :n_valid]
 
     if psetup.interpolate:
         # Each panel is its own C run: the point where the C program turns
         # interpolation off is found per panel, in that panel's raster order.
         ctx0 = kernel.build_context(psetup, params)
         K = psetup.subpaths_per_pixel
+        masks = None if mask is None else _grouped(mask, n_panels, tiling)
 
-        def trig_tile(args):
-            s, f, o = args
+        def trig_tile(t):
+            s, f, o, g = tile_pixels((S, F, order), t)
 
             def one(frame, m):
                 act = o < n_valid
@@ -376,47 +456,45 @@ def _simulate_panels(psetup: Setup, params: Params, panels: PanelStack, mask: Op
                     act = act & (m[s, f] != 0)
                 return kernel.interpolation_trigger(psetup, ctx0._replace(frame=frame), s, f, act)
 
-            return jax.vmap(one)(frames, mask)
+            return jax.vmap(one)(pick(frames, g), None if masks is None else masks[g])
 
-        first = jax.lax.map(trig_tile, (S, F, order))  # (tiles, panels, tile)
-        first = jnp.moveaxis(first, 1, 0).reshape(n_panels, -1)
+        first = to_image(jax.lax.map(trig_tile, tile_ids))  # (panels, pixels) in raster order
         hit = first < K
         any_hit = jnp.any(hit, axis=1)
-        p_star = jnp.where(any_hit, jnp.argmax(hit, axis=1), first.shape[1]).astype(jnp.int32)
-        k_idx = jnp.minimum(p_star, first.shape[1] - 1)
+        p_star = jnp.where(any_hit, jnp.argmax(hit, axis=1), n_valid).astype(jnp.int32)
+        k_idx = jnp.minimum(p_star, n_valid - 1)
         k_star = jnp.where(any_hit, jnp.take_along_axis(first, k_idx[:, None], 1)[:, 0], K).astype(jnp.int32)
     else:
         p_star = jnp.zeros((n_panels,), jnp.int32)
         k_star = jnp.zeros((n_panels,), jnp.int32)
+    triggers = _grouped((p_star, k_star), n_panels, tiling)
 
-    def render(params, frames, S, F, order, p_star, k_star):
+    def render(params, frames, triggers, pix, tile_ids):
         ctx = kernel.build_context(psetup, params)
 
         # Rematerialised under differentiation like simulate(): only the sub-path
         # sums of a tile are kept for the backward pass.
-        def render_tile(args):
-            s, f, o = args
+        def render_tile(t):
+            s, f, o, g = tile_pixels(pix, t)
 
             def one(frame, ps, ks):
                 return kernel.pixel_photons(psetup, ctx._replace(frame=frame), s, f, o, (ps, ks))
 
-            return jax.vmap(one)(frames, p_star, k_star)  # (panels, tile)
+            return jax.vmap(one)(pick(frames, g), *pick(triggers, g))  # (group, chunk)
 
         render_tile = jax.checkpoint(
             render_tile, policy=jax.checkpoint_policies.save_only_these_names(kernel.SUBPATH_SUM_NAME))
-        if S.shape[0] == 1:  # one tile: no loop
-            return render_tile((S[0], F[0], order[0]))[None]
-        return jax.lax.map(render_tile, (S, F, order))  # (tiles, panels, tile)
+        if tile_ids.shape[0] == 1:  # one tile: no loop
+            return render_tile(tile_ids[0])[None]
+        return jax.lax.map(render_tile, tile_ids)  # (tiles, group, chunk)
 
-    if n_dev > 1:
+    if tiling.n_dev > 1:
         from jax.sharding import Mesh, PartitionSpec as PS
 
-        mesh = Mesh(np.asarray(jax.devices("cpu")[:n_dev]), ("tiles",))
-        render = jax.shard_map(render, mesh=mesh, in_specs=(PS(), PS(), PS("tiles"), PS("tiles"), PS("tiles"),
-                                                            PS(), PS()),
+        mesh = Mesh(np.asarray(jax.devices("cpu")[:tiling.n_dev]), ("tiles",))
+        render = jax.shard_map(render, mesh=mesh, in_specs=(PS(), PS(), PS(), PS(), PS("tiles")),
                                out_specs=PS("tiles"), check_vma=False)
-    values = jnp.moveaxis(render(params, frames, S, F, order, p_star, k_star), 1, 0)  # (panels, tiles, tile)
-    values = values.reshape(n_panels, -1)[:, :n_valid].reshape(n_panels, ns, nf).astype(dtype)
+    values = to_image(render(params, frames, triggers, (S, F, order), tile_ids)).reshape(n_panels, ns, nf).astype(dtype)
     if mask is not None:
         values = jnp.where(mask != 0, values, 0.0)
     return values
