@@ -70,6 +70,12 @@ class PanelStack:
       n_fast, n_slow: pixels per panel along fast and slow (static).
       pixel_size: pixel edge in mm (static; must equal ``params.pixel_size``).
       names: optional panel names (static, for files).
+      thickness, mu: optional (n,) per-panel sensors: thickness (mm, > 0) and attenuation
+        coefficient μ (1/mm, > 0), dxtbx's units.  None (default): every panel has the
+        sensor of ``params`` (``-detector_thick``/``-detector_abs``).  Given, they replace
+        it panel by panel (the layer count stays ``Setup.thicksteps``).
+      no_sensor: static; True: these panels have no sensor (capture fraction 1) whatever
+        ``params`` says (e.g. the bare panels of a file whose other panels have sensors).
     """
 
     origin: Array
@@ -79,6 +85,9 @@ class PanelStack:
     n_slow: int
     pixel_size: float = 0.1
     names: tuple = ()
+    thickness: Optional[Array] = None
+    mu: Optional[Array] = None
+    no_sensor: bool = False
 
     @property
     def n_panels(self) -> int:
@@ -105,18 +114,28 @@ class PanelStack:
         sizes = {p["pixel_size"] for p in items}
         if len(sizes) != 1:
             raise ValueError(f"PanelStack.from_panels: panels of different pixel sizes {sorted(sizes)}")
+        sensors = {_has_sensor(p) for p in items}
+        if len(sensors) != 1:
+            raise ValueError("PanelStack.from_panels: panels with and without a sensor (thickness, mu); "
+                             "use group_by_shape")
         (nf, ns), = shapes
+        sensor = sensors.pop()
         return cls(origin=np.stack([p["origin"] for p in items]),
                    fast=np.stack([p["fast"] for p in items]),
                    slow=np.stack([p["slow"] for p in items]),
                    n_fast=nf, n_slow=ns, pixel_size=float(items[0]["pixel_size"]),
-                   names=tuple(p["name"] for p in items))
+                   names=tuple(p["name"] for p in items),
+                   thickness=np.array([p["thickness"] for p in items]) if sensor else None,
+                   mu=np.array([p["mu"] for p in items]) if sensor else None)
 
     def panel(self, i: int) -> dict:
-        """Panel i as a plain dict (numpy arrays, mm)."""
+        """Panel i as a plain dict (numpy arrays, mm; thickness mm and mu 1/mm, 0 without a
+        per-panel sensor)."""
+        sensor = self.thickness is not None
         return dict(origin=np.asarray(self.origin[i], np.float64), fast=np.asarray(self.fast[i], np.float64),
                     slow=np.asarray(self.slow[i], np.float64), n_fast=self.n_fast, n_slow=self.n_slow,
-                    pixel_size=self.pixel_size, name=self.names[i] if i < len(self.names) else f"panel{i}")
+                    pixel_size=self.pixel_size, name=self.names[i] if i < len(self.names) else f"panel{i}",
+                    thickness=float(self.thickness[i]) if sensor else 0.0, mu=float(self.mu[i]) if sensor else 0.0)
 
     def centers(self) -> Array:
         """(n, 3) mm: the geometric centre of each panel."""
@@ -139,12 +158,44 @@ class PanelStack:
         return dataclasses.replace(self, origin=origin, fast=fast, slow=slow)
 
     def astype(self, dtype: Any) -> "PanelStack":
-        return dataclasses.replace(self, origin=jnp.asarray(self.origin, dtype),
-                                   fast=jnp.asarray(self.fast, dtype), slow=jnp.asarray(self.slow, dtype))
+        def cast(a):
+            return None if a is None else jnp.asarray(a, dtype)
+
+        return dataclasses.replace(self, origin=cast(self.origin), fast=cast(self.fast), slow=cast(self.slow),
+                                   thickness=cast(self.thickness), mu=cast(self.mu))
 
 
-jax.tree_util.register_dataclass(PanelStack, data_fields=["origin", "fast", "slow"],
-                                 meta_fields=["n_fast", "n_slow", "pixel_size", "names"])
+jax.tree_util.register_dataclass(PanelStack, data_fields=["origin", "fast", "slow", "thickness", "mu"],
+                                 meta_fields=["n_fast", "n_slow", "pixel_size", "names", "no_sensor"])
+
+
+def _has_sensor(fields_: dict) -> bool:
+    return fields_["thickness"] > 0 and fields_["mu"] > 0
+
+
+def _check_sensors(panels: PanelStack) -> None:
+    """Per-panel sensors: both arrays or neither, one positive value per panel (when concrete).
+
+    (Checked here, not in the constructor: pytree operations rebuild stacks with any leaves.)
+    """
+    if (panels.thickness is None) != (panels.mu is None):
+        raise ValueError("PanelStack: give both thickness and mu (per-panel sensors) or neither")
+    if panels.thickness is None:
+        return
+    if panels.no_sensor:
+        raise ValueError("PanelStack: no_sensor=True with per-panel sensors (thickness, mu)")
+    n = panels.n_panels
+    for name in ("thickness", "mu"):
+        v = getattr(panels, name)
+        if np.shape(v) != (n,):
+            raise ValueError(f"PanelStack.{name}: one value per panel ({n}), got shape {np.shape(v)}")
+        try:
+            bad = not np.all(np.asarray(v) > 0)
+        except (TypeError, jax.errors.TracerArrayConversionError):
+            bad = False  # traced: the caller's values
+        if bad:
+            raise ValueError(f"PanelStack.{name} must be positive for every panel (mm, 1/mm), got {v}; "
+                             "panels without a sensor go in a stack without thickness/mu")
 
 
 def _panel_fields(p: Any) -> dict:
@@ -162,13 +213,19 @@ def _panel_fields(p: Any) -> dict:
             raise ValueError(f"panel field {keys[0]} must be 3 finite numbers, got {v}")
         return v
 
-    try:
-        name = get("name")
-    except ValueError:
-        name = ""
+    def optional(key, default):
+        try:
+            return get(key)
+        except ValueError:
+            return default
+
+    thickness, mu = float(optional("thickness", 0.0) or 0.0), float(optional("mu", 0.0) or 0.0)
+    if not (np.isfinite(thickness) and np.isfinite(mu) and thickness >= 0 and mu >= 0):
+        raise ValueError(f"panel {p!r}: thickness (mm) and mu (1/mm) must be finite and ≥ 0")
     return dict(origin=vec("origin"), fast=vec("fast_axis", "fast"), slow=vec("slow_axis", "slow"),
                 n_fast=int(get("n_fast")), n_slow=int(get("n_slow")),
-                pixel_size=float(get("pixel_size")), name=str(name))
+                pixel_size=float(get("pixel_size")), name=str(optional("name", "")),
+                thickness=thickness, mu=mu)
 
 
 def rotation_matrices(rotvec: Array) -> Array:
@@ -228,6 +285,32 @@ def panel_frames(panels: PanelStack, params: Params) -> det_geo.DetectorFrame:
         Fclose=-V.dot(origin, f), Sclose=-V.dot(origin, s))
 
 
+class PanelConstants(NamedTuple):
+    """What differs from panel to panel in the kernel's Context, each with a leading panel axis."""
+
+    frame: det_geo.DetectorFrame
+    layer_step: Optional[Array]  # (n,) m; None: the sensor of params
+    mu: Optional[Array]  # (n,) 1/m
+
+
+def panel_constants(psetup: Setup, params: Params, panels: PanelStack) -> PanelConstants:
+    """Each panel's detector frame and, with per-panel sensors, its layer thickness
+    Δ = thickness/divisor (m) and attenuation μ (1/m): computed once per panel."""
+    frame = panel_frames(panels, params)
+    if panels.thickness is None:
+        return PanelConstants(frame, None, None)
+    dtype = jnp.result_type(params.wavelength)
+    step = jnp.asarray(panels.thickness, dtype) * MM / psetup.thick_divisor
+    return PanelConstants(frame, step, jnp.asarray(panels.mu, dtype) / MM)
+
+
+def _panel_context(ctx: kernel.Context, const: PanelConstants) -> kernel.Context:
+    """The kernel's Context of one panel (``const`` without its panel axis)."""
+    if const.layer_step is None:
+        return ctx._replace(frame=const.frame)
+    return ctx._replace(frame=const.frame, layer_step=const.layer_step, mu=const.mu)
+
+
 def panel_lowering(panels: PanelStack, beam_vector: Any) -> dict:
     """Each panel as the C program's CUSTOM/beam-pivot flags (float64 numpy, host side).
 
@@ -266,16 +349,24 @@ def panel_lowering(panels: PanelStack, beam_vector: Any) -> dict:
 
 def panel_setup(setup: Setup, panels: PanelStack) -> Setup:
     """The single-panel Setup each panel is rendered with (CUSTOM convention, beam pivot,
-    the whole panel as ROI)."""
+    the whole panel as ROI; with per-panel sensors, a sensor even when ``setup`` has none)."""
     if setup.curved_detector:
         raise ValueError("simulate_panels: -curved_det is a property of a single-panel detector, "
                          "not of flat panels")
     nf, ns = int(panels.n_fast), int(panels.n_slow)
     if nf <= 0 or ns <= 0:
         raise ValueError(f"simulate_panels: panels need at least one pixel (got {nf}x{ns})")
-    return dataclasses.replace(setup, spixels=ns, fpixels=nf, roi=(0, nf - 1, 0, ns - 1),
-                               convention="CUSTOM", pivot="BEAM", close_distance_given=False,
-                               has_mask=False)
+    psetup = dataclasses.replace(setup, spixels=ns, fpixels=nf, roi=(0, nf - 1, 0, ns - 1),
+                                 convention="CUSTOM", pivot="BEAM", close_distance_given=False,
+                                 has_mask=False)
+    if panels.no_sensor:
+        psetup = dataclasses.replace(psetup, has_thickness=False, thicksteps=1, thick_divisor=1.0,
+                                     oversample_thick=False)
+    elif panels.thickness is not None and not setup.has_thickness:
+        # per-panel sensors and none in the flags: the command line's layers for
+        # -detector_thick without -thicksteps (2 layers of thickness/2)
+        psetup = dataclasses.replace(psetup, has_thickness=True, thicksteps=2, thick_divisor=2.0)
+    return psetup
 
 
 def _check_pixel_size(panels: PanelStack, params: Params) -> None:
@@ -380,6 +471,7 @@ def simulate_panels(setup: Setup, params: Params, panels: PanelStack,
       ``params`` and to the panels' origin, fast and slow arrays.
     """
     _check_pixel_size(panels, params)
+    _check_sensors(panels)
     psetup = panel_setup(setup, panels)
     if mask is not None:
         mask = jnp.broadcast_to(jnp.asarray(mask), panels.shape)
@@ -423,8 +515,8 @@ def _simulate_panels(psetup: Setup, params: Params, panels: PanelStack, mask: Op
     S, F = lin // nf, lin % nf
     order = jnp.minimum(order, n_valid)
     tile_ids = jnp.arange(tiling.n_tiles, dtype=jnp.int32)
-    # Per-panel constants (the detector frame) once per panel, grouped per tile.
-    frames = _grouped(panel_frames(panels, params), n_panels, tiling)
+    # Per-panel constants (detector frame, sensor) once per panel, grouped per tile.
+    frames = _grouped(panel_constants(psetup, params, panels), n_panels, tiling)
 
     def tile_pixels(pix, t):
         """(slow, fast, raster order) of tile t's pixels in each of its panels, and its group."""
@@ -454,7 +546,7 @@ def _simulate_panels(psetup: Setup, params: Params, panels: PanelStack, mask: Op
                 act = o < n_valid
                 if m is not None:
                     act = act & (m[s, f] != 0)
-                return kernel.interpolation_trigger(psetup, ctx0._replace(frame=frame), s, f, act)
+                return kernel.interpolation_trigger(psetup, _panel_context(ctx0, frame), s, f, act)
 
             return jax.vmap(one)(pick(frames, g), None if masks is None else masks[g])
 
@@ -478,7 +570,7 @@ def _simulate_panels(psetup: Setup, params: Params, panels: PanelStack, mask: Op
             s, f, o, g = tile_pixels(pix, t)
 
             def one(frame, ps, ks):
-                return kernel.pixel_photons(psetup, ctx._replace(frame=frame), s, f, o, (ps, ks))
+                return kernel.pixel_photons(psetup, _panel_context(ctx, frame), s, f, o, (ps, ks))
 
             return jax.vmap(one)(pick(frames, g), *pick(triggers, g))  # (group, chunk)
 
@@ -507,12 +599,14 @@ def _simulate_panels(psetup: Setup, params: Params, panels: PanelStack, mask: Op
 
 def group_by_shape(panels: Sequence[Any]) -> list[tuple[tuple[int, ...], PanelStack]]:
     """Group panels (objects or mappings, see :meth:`PanelStack.from_panels`) by
-    (n_fast, n_slow, pixel_size): a list of (indices into ``panels``, PanelStack),
-    in order of first appearance."""
+    (n_fast, n_slow, pixel_size, whether they carry a sensor): a list of (indices into
+    ``panels``, PanelStack), in order of first appearance.  Panels with a sensor
+    (``thickness`` mm and ``mu`` 1/mm both > 0) give stacks with per-panel sensors;
+    the others render with the sensor of ``params``."""
     fields_ = [_panel_fields(p) for p in panels]
     groups: dict = {}
     for i, p in enumerate(fields_):
-        groups.setdefault((p["n_fast"], p["n_slow"], p["pixel_size"]), []).append(i)
+        groups.setdefault((p["n_fast"], p["n_slow"], p["pixel_size"], _has_sensor(p)), []).append(i)
     return [(tuple(idx), PanelStack.from_panels([fields_[i] for i in idx])) for idx in groups.values()]
 
 
