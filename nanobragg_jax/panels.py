@@ -19,14 +19,15 @@ pivot whose vectors and beam centre are (see :func:`panel_lowering`)
 so that the C program's pix0 = −Xbeam·fdet − Ybeam·sdet + distance·b equals the
 origin O.  :func:`panel_frames` builds that detector frame directly from the
 panel (pix0 = O without the round trip through distance and beam centre), and
-:func:`simulate_panels` renders all panels of one shape with ``jax.vmap`` inside
-each tile of the pixel loop: a tile holds the same pixel indices of every panel,
-so the working memory is that of one tile of the single-panel renderer and the
-panel loop costs no Python iteration.
+:func:`simulate_panels` renders all panels of one shape in the tile loop of the
+single-panel renderer, with tiles cut along panel boundaries (:func:`_tiling`): a
+tile is a group of whole panels (``jax.vmap`` over their frames) or a chunk of one
+panel, so each panel's constants are per-tile constants, the working memory is that
+of one tile of the single-panel renderer and the panel loop costs no Python iteration.
 
-Gradients flow to every panel's origin and axes; :meth:`PanelStack.perturbed`
-applies a small shift (mm) and rotation vector (rad) per panel, the usual
-refinement parameterisation.
+Gradients flow to every panel's origin and axes (and per-panel sensors);
+:meth:`PanelStack.perturbed` applies a small shift (mm) and rotation vector (rad)
+per panel, the usual refinement parameterisation.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ __all__ = [
     "panel_frames",
     "panel_lowering",
     "panel_setup",
+    "panel_constants",
+    "PanelConstants",
     "simulate_panels",
     "group_by_shape",
     "simulate_detector",
