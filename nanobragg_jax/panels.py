@@ -377,7 +377,9 @@ def _check_pixel_size(panels: PanelStack, params: Params) -> None:
         px = float(params.pixel_size)
     except (TypeError, jax.errors.ConcretizationTypeError):  # traced: checked by the caller
         return
-    if not np.isclose(px, panels.pixel_size, rtol=1e-9, atol=0.0):
+    # float32 params hold the pixel size rounded to ~6e-8 relative: compare at that precision
+    eps = np.finfo(jnp.result_type(params.pixel_size)).eps
+    if not np.isclose(px, panels.pixel_size, rtol=max(1e-9, 8 * float(eps)), atol=0.0):
         raise ValueError(f"simulate_panels: panels have pixel size {panels.pixel_size} mm but "
                          f"params.pixel_size is {px} mm (one pixel size per PanelStack)")
 
