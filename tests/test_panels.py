@@ -278,3 +278,16 @@ def test_model_with_several_panels_renders_through_simulate_panels():
         h = 1e-5
         fd = [(float(loss(o.at[i].add(h))) - float(loss(o.at[i].add(-h)))) / (2 * h) for i in range(3)]
         np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-8 * float(np.abs(fd).max()))
+
+
+def test_float32_params_accept_the_stack_pixel_size():
+    """A pixel size that float32 cannot hold exactly (0.11 mm) is the same pixel size."""
+    exp = _small_exp(["-pixel", "0.11"])
+    stack = PanelStack(origin=exp.info["pix0"][None] * 1e3, fast=exp.info["fdet"][None],
+                       slow=exp.info["sdet"][None], n_fast=24, n_slow=20, pixel_size=0.11)
+    out = simulate_panels(exp.setup, exp.params.astype(np.float32), stack.astype(np.float32))
+    assert out.dtype == np.float32 and out.shape == (1, 20, 24)
+    with pytest.raises(ValueError, match="pixel size"):
+        simulate_panels(exp.setup, exp.params.astype(np.float32),
+                        PanelStack(origin=stack.origin, fast=stack.fast, slow=stack.slow, n_fast=24, n_slow=20,
+                                   pixel_size=0.1101))
