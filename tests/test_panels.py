@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from nanobragg_jax import from_cli_args, simulate
-from nanobragg_jax.geometry import detector as det_geo
-from nanobragg_jax.panels import (PanelStack, group_by_shape, panel_frames, panel_lowering, panel_setup,
+from nanobragg_jax.panels import (PanelStack, group_by_shape, panel_frames, panel_lowering,
                                   rotation_matrices, simulate_detector, simulate_panels)
 
 from golden import compare, passes
