@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from nanobragg_jax import from_cli_args, simulate
-from nanobragg_jax.io.expt import expt_argv, read_expt, simulation_from_expt
+from nanobragg_jax.io.expt import expt_argv, model_from_experiment, read_expt, simulation_from_expt
 from nanobragg_jax.panels import PanelStack, group_by_shape, simulate_panels
 
 DATA = Path(__file__).parent / "data" / "panels"
@@ -128,3 +128,7 @@ def test_expt_with_per_panel_sensors(tmp_path):
         assert ref_exp.setup.has_thickness == (sensors[i][0] > 0)
         ref = np.asarray(simulate(ref_exp.setup, ref_exp.params))
         np.testing.assert_allclose(np.asarray(images[i]), ref, rtol=1e-10, atol=1e-10 * ref.max())
+    # the ground truth (-exptout) keeps each panel's own sensor
+    sim = simulation_from_expt(path, args)
+    truth = model_from_experiment(sim.experiment, model.panels)
+    assert [(p.thickness, p.mu) for p in truth.panels] == sensors
