@@ -443,7 +443,8 @@ def test_detector_geometry_against_the_core():
     np.testing.assert_allclose(np.asarray(det.sdet_vec), geo["sdet"], atol=1e-15)
     np.testing.assert_allclose(np.asarray(det.odet_vec), geo["odet"], atol=1e-15)
     assert float(det.distance) == pytest.approx(0.12)
-    assert float(det.distance_corrected) == pytest.approx(geo["distance"], rel=1e-12)
+    # C places the detector with close = |r·distance|, distance = close/r: the configured 0.12 m
+    assert float(det.distance_corrected) == pytest.approx(0.12, rel=1e-12)
     assert float(det.close_distance) == pytest.approx(geo["close_distance"], rel=1e-12)
     assert float(det.r_factor) == pytest.approx(geo["close_distance"] / geo["distance"], rel=1e-12)
     # The sample pivot keeps the near point at (beam_center_f + ½px, beam_center_s + ½px) before rotating.
@@ -459,6 +460,25 @@ def test_detector_geometry_against_the_core():
     R = np.linalg.norm(coords, axis=-1)
     np.testing.assert_allclose(omega, px**2 / R**2 * geo["close_distance"] / R, rtol=1e-12)
     np.testing.assert_allclose(np.asarray(det.get_solid_angle(coords)), omega, rtol=1e-12)
+
+
+def test_detector_distance_corrected_is_the_beam_spot_distance():
+    """BEAM pivot with a close distance and 2θ: C places the beam spot at close/r along the
+    beam (r before 2θ); the final frame's distance (C's printed one) is a different number."""
+    dc = DetectorConfig(spixels=64, fpixels=64, distance_mm=100.0, close_distance_mm=95.0,
+                        detector_rotx_deg=5.0, detector_roty_deg=3.0, detector_rotz_deg=2.0,
+                        detector_twotheta_deg=15.0, detector_pivot=DetectorPivot.BEAM)
+    det = Detector(dc)
+    r = float(det.r_factor)
+    assert float(det.distance_corrected) == pytest.approx(0.095 / r, rel=1e-12)
+    pix0, odet = np.asarray(det.pix0_vector), np.asarray(det.odet_vec)
+    beam = np.array([1.0, 0.0, 0.0])  # MOSFLM
+    hit = float(pix0 @ odet) / float(beam @ odet)  # where the beam ray meets the final plane
+    assert hit == pytest.approx(float(det.distance_corrected), rel=1e-12)
+    built = Simulator(Crystal(CrystalConfig(default_F=1.0)), det, None).build()
+    geo = nb.derived_geometry(built.setup, built.params)
+    assert geo["distance"] == pytest.approx(float(det.close_distance) / r, rel=1e-12)
+    assert abs(geo["distance"] - float(det.distance_corrected)) > 1e-3
 
 
 def test_default_detector_beam_centre_and_beam():
