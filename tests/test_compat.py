@@ -491,3 +491,22 @@ def test_default_detector_beam_centre_and_beam():
     xds = Detector(DetectorConfig(detector_convention=DetectorConvention.XDS))
     np.testing.assert_allclose(np.asarray(xds.beam_vector), [0.0, 0.0, 1.0])
     assert float(xds.beam_center_f) == pytest.approx(512.0)
+
+
+def test_parsed_command_line_under_the_port_keys(capsys):
+    from compat.__main__ import create_parser, parse_and_validate_args
+
+    base = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100"]
+    cfg = parse_and_validate_args(create_parser().parse_args(
+        base + ["-noisefile", "n.img", "-nonoise", "-seed", "1234", "-polar", "0.5", "-roi", "1", "5", "2", "6",
+                "-pix0_vector", "0.1", "-0.2", "0.3", "-lambda", "6.2"]))
+    assert cfg["noisefile"] == "n.img" and cfg["suppress_noise"] is True and cfg["seed"] == 1234
+    assert cfg["polarization_factor"] == 0.5 and cfg["nopolar"] is False and cfg["roi"] == (1, 5, 2, 6)
+    assert cfg["pix0_override_m"] == (0.1, -0.2, 0.3) and cfg["convention"] == "CUSTOM"
+    assert cfg["wavelength_A"] == pytest.approx(6.2) and cfg["custom_beam_vector"] is None
+    plain = parse_and_validate_args(create_parser().parse_args(base + ["-nopolar"]))
+    assert plain["noisefile"] is None and plain["suppress_noise"] is False and plain["seed"] is None
+    assert "polarization_factor" not in plain and plain["nopolar"] is True and plain["convention"] == "MOSFLM"
+    with pytest.raises(SystemExit) as exc:  # an unknown flag: argparse's exit status
+        create_parser().parse_args(base + ["-bogus", "1"])
+    assert exc.value.code == 2 and "unknown flag -bogus" in capsys.readouterr().err
