@@ -4,7 +4,8 @@ The port's CLI takes the C program's flags; so does ours, so this runs
 ``nanobragg_jax.cli.main`` (same flags, same output files, same exit statuses).  Its
 help (``-h``/``--help``) ends with a few example command lines, as the port's does.
 ``create_parser().parse_args(argv)`` and ``parse_and_validate_args`` give the parsed
-command line as a dict under the port's key names.
+command line as a dict under the port's key names.  The port's ``-pix0_vector_mm`` (mm)
+is accepted and passed on as ``-pix0_vector`` (m).
 """
 
 from __future__ import annotations
@@ -23,6 +24,33 @@ Examples:
 """
 
 
+def _port_flags(argv: Sequence[str]) -> list:
+    """Translate the port's own unit alias ``-pix0_vector_mm X Y Z`` (mm) into the C program's
+    ``-pix0_vector`` (m).  The C program has no such flag: its substring match would read
+    the three numbers as metres.  Giving both forms is an error, as in the port."""
+    argv = [str(a) for a in argv]
+    if "-pix0_vector_mm" not in argv:
+        return argv
+    if "-pix0_vector" in argv:
+        raise ValueError("Cannot specify both -pix0_vector and -pix0_vector_mm")
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == "-pix0_vector_mm":
+            values = argv[i + 1:i + 4]
+            try:
+                metres = [float(v) / 1000.0 for v in values]
+            except ValueError:
+                metres = []
+            if len(metres) != 3:
+                raise ValueError(f"-pix0_vector_mm needs 3 numbers (mm), got {values}")
+            out += ["-pix0_vector"] + [repr(m) for m in metres]
+            i += 4
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 class _Parser:
     """What the port's ``create_parser()`` returns, for its two uses: ``parse_args(argv)``
     checks the flags against our flag table and keeps them; ``parse_and_validate_args`` then
@@ -31,7 +59,7 @@ class _Parser:
     def parse_args(self, args: Optional[Sequence[str]] = None) -> argparse.Namespace:
         from nanobragg_jax.flags import FlagError, validate_argv
 
-        argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        argv = _port_flags(sys.argv[1:] if args is None else args)
         try:
             validate_argv(argv)
         except FlagError as exc:  # argparse's way: a message on stderr and exit status 2
@@ -99,7 +127,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the nanoBragg command line on ``argv`` (default ``sys.argv[1:]``)."""
     from nanobragg_jax.cli import main as cli_main
 
-    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _port_flags(sys.argv[1:] if argv is None else argv)
+    except ValueError as exc:
+        print(f"nanoBragg: error: {exc}", file=sys.stderr)
+        return 2
     status = cli_main(args)
     if any(a in ("-h", "--help", "-help") for a in args) and status == 0:
         sys.stdout.write(EXAMPLES)

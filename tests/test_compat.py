@@ -507,6 +507,10 @@ def test_parsed_command_line_under_the_port_keys(capsys):
     plain = parse_and_validate_args(create_parser().parse_args(base + ["-nopolar"]))
     assert plain["noisefile"] is None and plain["suppress_noise"] is False and plain["seed"] is None
     assert "polarization_factor" not in plain and plain["nopolar"] is True and plain["convention"] == "MOSFLM"
+    mm = parse_and_validate_args(create_parser().parse_args(base + ["-pix0_vector_mm", "100", "-200", "0.5"]))
+    assert mm["pix0_override_m"] == pytest.approx((0.1, -0.2, 0.0005), abs=1e-15)
+    with pytest.raises(ValueError, match="both -pix0_vector and -pix0_vector_mm"):
+        create_parser().parse_args(base + ["-pix0_vector", "0", "0", "0", "-pix0_vector_mm", "0", "0", "0"])
     with pytest.raises(SystemExit) as exc:  # an unknown flag: argparse's exit status
         create_parser().parse_args(base + ["-bogus", "1"])
     assert exc.value.code == 2 and "unknown flag -bogus" in capsys.readouterr().err
