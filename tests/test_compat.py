@@ -208,7 +208,7 @@ def test_compat_image_equals_core_simulate(case):
     np.testing.assert_allclose(image, ref, rtol=1e-10, atol=1e-12 * ref.max())
 
 
-def test_structure_factors_and_interpolation_equal_core(tmp_path):
+def test_structure_factors_and_interpolation_equal_core(tmp_path, capsys):
     hkl = tmp_path / "small.hkl"
     rows = [(h, k, l, 20.0 + h + 2 * k + 3 * l) for h in range(-4, 5) for k in range(-4, 5) for l in range(-4, 5)]
     hkl.write_text("".join(f"{h} {k} {l} {F}\n" for h, k, l, F in rows))
@@ -242,6 +242,15 @@ def test_structure_factors_and_interpolation_equal_core(tmp_path):
     F = np.asarray(crystal.get_structure_factor(jnp.array([0.25]), jnp.array([-0.5]), jnp.array([0.3])))
     # nearest from now on: (ceil(−0.25), ceil(−1.0), ceil(−0.2)) = (0, −1, 0)
     np.testing.assert_allclose(F, [20 + 0 - 2 + 0], rtol=1e-12)
+    out = capsys.readouterr().out
+    assert out.count("WARNING: out of range for three point interpolation: h,k,l,h0,k0,l0: 3.5,0,0,3,0,0") == 1
+    # C's tricubic step alone: interpolated inside, default_F where the neighbourhood leaves
+    # the grid (C's nearest-F fallback is a separate step), and the warning only once.
+    F = np.asarray(crystal._tricubic_interpolation(jnp.array([[0.25, 3.5]]), jnp.array([[-0.5, 0.0]]),
+                                                   jnp.array([[0.3, 0.0]])))
+    assert F.shape == (1, 2)
+    np.testing.assert_allclose(F, [[20 + 0.25 - 1.0 + 0.9, 5.0]], rtol=1e-12)
+    assert crystal._interpolation_warning_shown and "WARNING" not in capsys.readouterr().out
 
 
 GOLDEN_CASES = {
