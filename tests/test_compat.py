@@ -432,6 +432,19 @@ def test_crystal_vectors_volume_and_rotations():
     assert float(crystal.cell_gamma) == 95.0 and float(crystal.N_cells_b) == 5.0
 
 
+def test_negative_mosaic_spread_is_none_as_in_c():
+    """A finite-difference step below a spread of 0 must not stop the run: C reads a
+    negative spread as no spread."""
+    def vectors(spread):
+        cc = CrystalConfig(**CUBIC, mosaic_spread_deg=spread, mosaic_domains=3, mosaic_seed=5)
+        return np.asarray(Crystal(cc).get_rotated_real_vectors(cc)[0][0])
+
+    below, none = vectors(-1e-6), vectors(0.0)
+    assert below.shape == none.shape == (1, 1, 3)
+    np.testing.assert_array_equal(below, none)
+    assert vectors(0.5).shape[1] == 3
+
+
 def test_crystal_volume_gradient():
     def volume(a):
         return Crystal(CrystalConfig(**{**TRICLINIC, "cell_a": a})).V
