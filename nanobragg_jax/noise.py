@@ -290,7 +290,7 @@ def _fast_counts(image: jax.Array, key: jax.Array) -> jax.Array:
     def summed_parts(_):
         parts = jax.random.poisson(jax.random.fold_in(k_poi, 1), jnp.where(mid, lam_poi, 0.0) / _POISSON_PARTS,
                                    shape=(_POISSON_PARTS,) + lam.shape, dtype=jnp.int32)
-        return jnp.where(mid, jnp.sum(parts, axis=0), poi)
+        return jnp.where(mid, jnp.sum(parts, axis=0, dtype=jnp.int32), poi)
 
     # only chunks that hold such a mean pay for the extra draws
     poi = jax.lax.cond(jnp.any(mid), summed_parts, lambda _: poi, None)

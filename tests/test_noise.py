@@ -134,6 +134,9 @@ def test_fast_counts_variance_for_means_up_to_a_million() -> None:
     a = np.asarray(_fast_counts_chunked(np.array([7.0, 5.0e5, 40.0], np.float32), jax.random.PRNGKey(9)))
     b = np.asarray(_fast_counts_chunked(np.array([7.0, 0.0, 40.0], np.float32), jax.random.PRNGKey(9)))
     assert a[0] == b[0] and a[2] == b[2]
+    with jax.enable_x64(True):  # the same counts with 64-bit JAX on (compat's float64 runs)
+        np.testing.assert_array_equal(
+            _fast_counts_chunked(np.array([7.0, 5.0e5, 40.0], np.float32), jax.random.PRNGKey(9)), a)
 
 
 def test_fast_noise_roi_and_offset() -> None:
