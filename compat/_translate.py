@@ -212,7 +212,10 @@ def c_argv(c: CrystalConfig, d: DetectorConfig, b: BeamConfig, *, run: RunOption
         argv += ["-phisteps", str(int(c.phi_steps)), "-osc", _fmt(_value_or(c.osc_range_deg, 1.0))]
     elif _given(c.osc_range_deg):
         argv += ["-osc", _fmt(_value_or(c.osc_range_deg, 1.0))]
-    if _given(c.mosaic_spread_deg):
+    spread = concrete_float(c.mosaic_spread_deg)
+    # The C program reads a negative spread as none (one domain, spread 0); the core's flag
+    # check refuses one, so the flag is left out (a finite-difference step just below 0).
+    if _given(c.mosaic_spread_deg) and not (spread is not None and spread < 0.0):
         argv += ["-mosaic", _fmt(_value_or(c.mosaic_spread_deg, 1.0))]
     if c.mosaic_domains is not None:
         argv += ["-mosaic_domains", str(int(c.mosaic_domains))]

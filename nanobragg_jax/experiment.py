@@ -24,8 +24,7 @@ import numpy as np
 
 from ._compiled import setup_jit
 from .config import Experiment, Params, Setup
-from .flags import (RTD, CState, FlagError, _apply_c_flag_loop, _read_image_headers, read_unused_inputs,
-                    validate_argv)
+from .flags import RTD, CState, FlagError, parse_c_state, read_unused_inputs, validate_argv
 
 from .io.errors import InputFileError  # noqa: E402
 from .model.detector import CONVENTION_VECTORS, default_pivot  # noqa: E402
@@ -608,9 +607,7 @@ def from_cli_args(argv: Sequence[str]) -> Experiment:
     """
     argv = [str(a) for a in argv]
     validate_argv(argv)
-    st = CState()
-    _read_image_headers(st, argv)
-    _apply_c_flag_loop(st, argv)
+    st = parse_c_state(argv)
     if st.help:
         exp = Experiment(setup=Setup(), params=None, options=dict(help=True))  # type: ignore[arg-type]
         return exp

@@ -535,6 +535,16 @@ def _read_image_headers(st: CState, argv: list[str]) -> None:
         _apply_header(st, smv.header_text, flip_y=False, path=st.imgfilename)
 
 
+def parse_c_state(argv: list[str]) -> CState:
+    """The C program's variables after its two argument loops (the -mask/-img headers, then
+    every flag in order), before anything is derived from them.  ``argv`` should have passed
+    :func:`validate_argv`."""
+    st = CState()
+    _read_image_headers(st, argv)
+    _apply_c_flag_loop(st, argv)
+    return st
+
+
 def read_unused_inputs(st: CState) -> None:
     """Read and check the files the C program reads but does not use (``-stol``).
 

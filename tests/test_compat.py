@@ -208,7 +208,7 @@ def test_compat_image_equals_core_simulate(case):
     np.testing.assert_allclose(image, ref, rtol=1e-10, atol=1e-12 * ref.max())
 
 
-def test_structure_factors_and_interpolation_equal_core(tmp_path):
+def test_structure_factors_and_interpolation_equal_core(tmp_path, capsys):
     hkl = tmp_path / "small.hkl"
     rows = [(h, k, l, 20.0 + h + 2 * k + 3 * l) for h in range(-4, 5) for k in range(-4, 5) for l in range(-4, 5)]
     hkl.write_text("".join(f"{h} {k} {l} {F}\n" for h, k, l, F in rows))
@@ -242,6 +242,15 @@ def test_structure_factors_and_interpolation_equal_core(tmp_path):
     F = np.asarray(crystal.get_structure_factor(jnp.array([0.25]), jnp.array([-0.5]), jnp.array([0.3])))
     # nearest from now on: (ceil(−0.25), ceil(−1.0), ceil(−0.2)) = (0, −1, 0)
     np.testing.assert_allclose(F, [20 + 0 - 2 + 0], rtol=1e-12)
+    out = capsys.readouterr().out
+    assert out.count("WARNING: out of range for three point interpolation: h,k,l,h0,k0,l0: 3.5,0,0,3,0,0") == 1
+    # C's tricubic step alone: interpolated inside, default_F where the neighbourhood leaves
+    # the grid (C's nearest-F fallback is a separate step), and the warning only once.
+    F = np.asarray(crystal._tricubic_interpolation(jnp.array([[0.25, 3.5]]), jnp.array([[-0.5, 0.0]]),
+                                                   jnp.array([[0.3, 0.0]])))
+    assert F.shape == (1, 2)
+    np.testing.assert_allclose(F, [[20 + 0.25 - 1.0 + 0.9, 5.0]], rtol=1e-12)
+    assert crystal._interpolation_warning_shown and "WARNING" not in capsys.readouterr().out
 
 
 GOLDEN_CASES = {
@@ -423,6 +432,19 @@ def test_crystal_vectors_volume_and_rotations():
     assert float(crystal.cell_gamma) == 95.0 and float(crystal.N_cells_b) == 5.0
 
 
+def test_negative_mosaic_spread_is_none_as_in_c():
+    """A finite-difference step below a spread of 0 must not stop the run: C reads a
+    negative spread as no spread."""
+    def vectors(spread):
+        cc = CrystalConfig(**CUBIC, mosaic_spread_deg=spread, mosaic_domains=3, mosaic_seed=5)
+        return np.asarray(Crystal(cc).get_rotated_real_vectors(cc)[0][0])
+
+    below, none = vectors(-1e-6), vectors(0.0)
+    assert below.shape == none.shape == (1, 1, 3)
+    np.testing.assert_array_equal(below, none)
+    assert vectors(0.5).shape[1] == 3
+
+
 def test_crystal_volume_gradient():
     def volume(a):
         return Crystal(CrystalConfig(**{**TRICLINIC, "cell_a": a})).V
@@ -443,7 +465,8 @@ def test_detector_geometry_against_the_core():
     np.testing.assert_allclose(np.asarray(det.sdet_vec), geo["sdet"], atol=1e-15)
     np.testing.assert_allclose(np.asarray(det.odet_vec), geo["odet"], atol=1e-15)
     assert float(det.distance) == pytest.approx(0.12)
-    assert float(det.distance_corrected) == pytest.approx(geo["distance"], rel=1e-12)
+    # C places the detector with close = |r·distance|, distance = close/r: the configured 0.12 m
+    assert float(det.distance_corrected) == pytest.approx(0.12, rel=1e-12)
     assert float(det.close_distance) == pytest.approx(geo["close_distance"], rel=1e-12)
     assert float(det.r_factor) == pytest.approx(geo["close_distance"] / geo["distance"], rel=1e-12)
     # The sample pivot keeps the near point at (beam_center_f + ½px, beam_center_s + ½px) before rotating.
@@ -461,6 +484,25 @@ def test_detector_geometry_against_the_core():
     np.testing.assert_allclose(np.asarray(det.get_solid_angle(coords)), omega, rtol=1e-12)
 
 
+def test_detector_distance_corrected_is_the_beam_spot_distance():
+    """BEAM pivot with a close distance and 2θ: C places the beam spot at close/r along the
+    beam (r before 2θ); the final frame's distance (C's printed one) is a different number."""
+    dc = DetectorConfig(spixels=64, fpixels=64, distance_mm=100.0, close_distance_mm=95.0,
+                        detector_rotx_deg=5.0, detector_roty_deg=3.0, detector_rotz_deg=2.0,
+                        detector_twotheta_deg=15.0, detector_pivot=DetectorPivot.BEAM)
+    det = Detector(dc)
+    r = float(det.r_factor)
+    assert float(det.distance_corrected) == pytest.approx(0.095 / r, rel=1e-12)
+    pix0, odet = np.asarray(det.pix0_vector), np.asarray(det.odet_vec)
+    beam = np.array([1.0, 0.0, 0.0])  # MOSFLM
+    hit = float(pix0 @ odet) / float(beam @ odet)  # where the beam ray meets the final plane
+    assert hit == pytest.approx(float(det.distance_corrected), rel=1e-12)
+    built = Simulator(Crystal(CrystalConfig(default_F=1.0)), det, None).build()
+    geo = nb.derived_geometry(built.setup, built.params)
+    assert geo["distance"] == pytest.approx(float(det.close_distance) / r, rel=1e-12)
+    assert abs(geo["distance"] - float(det.distance_corrected)) > 1e-3
+
+
 def test_default_detector_beam_centre_and_beam():
     det = Detector()
     # MOSFLM: Fbeam = Ybeam + ½ pixel with Ybeam = 51.25 mm → 513 pixels.
@@ -471,3 +513,26 @@ def test_default_detector_beam_centre_and_beam():
     xds = Detector(DetectorConfig(detector_convention=DetectorConvention.XDS))
     np.testing.assert_allclose(np.asarray(xds.beam_vector), [0.0, 0.0, 1.0])
     assert float(xds.beam_center_f) == pytest.approx(512.0)
+
+
+def test_parsed_command_line_under_the_port_keys(capsys):
+    from compat.__main__ import create_parser, parse_and_validate_args
+
+    base = ["-cell", "100", "100", "100", "90", "90", "90", "-default_F", "100"]
+    cfg = parse_and_validate_args(create_parser().parse_args(
+        base + ["-noisefile", "n.img", "-nonoise", "-seed", "1234", "-polar", "0.5", "-roi", "1", "5", "2", "6",
+                "-pix0_vector", "0.1", "-0.2", "0.3", "-lambda", "6.2"]))
+    assert cfg["noisefile"] == "n.img" and cfg["suppress_noise"] is True and cfg["seed"] == 1234
+    assert cfg["polarization_factor"] == 0.5 and cfg["nopolar"] is False and cfg["roi"] == (1, 5, 2, 6)
+    assert cfg["pix0_override_m"] == (0.1, -0.2, 0.3) and cfg["convention"] == "CUSTOM"
+    assert cfg["wavelength_A"] == pytest.approx(6.2) and cfg["custom_beam_vector"] is None
+    plain = parse_and_validate_args(create_parser().parse_args(base + ["-nopolar"]))
+    assert plain["noisefile"] is None and plain["suppress_noise"] is False and plain["seed"] is None
+    assert "polarization_factor" not in plain and plain["nopolar"] is True and plain["convention"] == "MOSFLM"
+    mm = parse_and_validate_args(create_parser().parse_args(base + ["-pix0_vector_mm", "100", "-200", "0.5"]))
+    assert mm["pix0_override_m"] == pytest.approx((0.1, -0.2, 0.0005), abs=1e-15)
+    with pytest.raises(ValueError, match="both -pix0_vector and -pix0_vector_mm"):
+        create_parser().parse_args(base + ["-pix0_vector", "0", "0", "0", "-pix0_vector_mm", "0", "0", "0"])
+    with pytest.raises(SystemExit) as exc:  # an unknown flag: argparse's exit status
+        create_parser().parse_args(base + ["-bogus", "1"])
+    assert exc.value.code == 2 and "unknown flag -bogus" in capsys.readouterr().err

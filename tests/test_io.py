@@ -322,6 +322,15 @@ def test_read_mosflm_matrix_any_whitespace(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_mosflm_matrix(p), np.arange(1, 10).reshape(3, 3))
 
 
+def test_read_mosflm_matrix_comment_lines(tmp_path: Path) -> None:
+    p = write_text(tmp_path / "c.mat", "# A matrix\n 1 2 3\n\n! x\n4 5 6\n  # indented\n7 8 9\n")
+    np.testing.assert_array_equal(read_mosflm_matrix(p), np.arange(1, 10).reshape(3, 3))
+    # a comment does not hide a bad element, and the position still names the file's line
+    p = write_text(tmp_path / "d.mat", "# A matrix\n1 2 3\n4 x 6\n7 8 9\n")
+    with pytest.raises(InputFileError, match="line 3, column 3: matrix element 5"):
+        read_mosflm_matrix(p)
+
+
 @pytest.mark.parametrize("content, reason", [("", "9 numbers"), ("1 2 3\n4 5 6\n", "9 numbers"),
                                              ("1 2 3\n4 x 6\n7 8 9\n", "element 5")])  # fmt: skip
 def test_read_mosflm_matrix_bad(tmp_path: Path, content: str, reason: str) -> None:

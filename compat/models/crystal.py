@@ -84,6 +84,7 @@ class Crystal(Component):
         self.hkl_data: Any = None  # (h_range, k_range, l_range) grid, F(h,k,l) at [h-h_min, …]
         self.hkl_metadata: Optional[dict] = None
         self._interpolate: Optional[bool] = None
+        self._interpolation_warning_shown = False  # the C program warns once per run
 
     def _draw_random_misset(self) -> None:
         """With ``misset_random`` and a seed, record the drawn orientation in
@@ -253,7 +254,7 @@ class Crystal(Component):
         if interpolate and self.hkl_metadata is not None:
             first_out = self._first_out_of_range(h, k, l)
             if first_out is not None:
-                self._interpolate = False  # C: interpolate = 0 for the rest of the run
+                self._switch_interpolation_off(h, k, l, first_out)
 
         def fn(c, hkl_data, h, k, l, dt):  # noqa: E741
             built = build(c, DetectorConfig(), BeamConfig(), dtype=dt, hkl=self._hkl_table(hkl_data),
@@ -271,6 +272,46 @@ class Crystal(Component):
             return jnp.where(order < first_out, tri, near)
 
         return self._evaluate(fn, (self.config, self.hkl_data, h, k, l))
+
+    def _tricubic_interpolation(self, h, k, l):  # noqa: E741
+        """The C program's tricubic step on its own (the ``if(interpolate)`` block of its
+        pixel loop), point by point: the tricubic F where the 4×4×4 neighbourhood passes
+        C's range test, ``default_F`` where it does not.  A failing point switches
+        interpolation off for later ``get_structure_factor`` calls and prints C's warning
+        (once per crystal); the nearest-reflection fallback that C applies after this step
+        is ``get_structure_factor``'s.  The output has the shape of ``h``."""
+        if self.hkl_metadata is None:
+            raise ValueError("_tricubic_interpolation needs structure factors: call load_hkl first")
+        first_out = self._first_out_of_range(h, k, l)
+        if first_out is not None:
+            self._switch_interpolation_off(h, k, l, first_out)
+
+        def fn(c, hkl_data, h, k, l, dt):  # noqa: E741
+            built = build(c, DetectorConfig(), BeamConfig(), dtype=dt, hkl=self._hkl_table(hkl_data),
+                          interpolate=True, run=RunOptions(oversample=1), device=self._jax_device)
+            s, p = built.setup, built.params
+            q = jnp.stack(jnp.broadcast_arrays(jnp.asarray(h, dt), jnp.asarray(k, dt), jnp.asarray(l, dt)), axis=-1)
+            tri = physics.structure_factor_tricubic(q, p.F_grid, s.hkl_min)
+            out = physics.interpolation_out_of_range(q, s.hkl_min, s.hkl_max)
+            return jnp.where(out, jnp.asarray(p.default_F, dt), tri)
+
+        return self._evaluate(fn, (self.config, self.hkl_data, h, k, l))
+
+    def _switch_interpolation_off(self, h, k, l, index: int) -> None:  # noqa: E741
+        """C: ``interpolate = 0`` for the rest of the run, with its warning printed once."""
+        self._interpolate = False
+        if self._interpolation_warning_shown:
+            return
+        self._interpolation_warning_shown = True
+        from .._values import concrete
+
+        q = np.stack(np.broadcast_arrays(*[np.asarray(concrete(v), np.float64) for v in (h, k, l)]),
+                     axis=-1).reshape(-1, 3)[index]
+        h0, k0, l0 = (int(np.ceil(x - 0.5)) for x in q)
+        # the C program's two lines
+        print("WARNING: out of range for three point interpolation: h,k,l,h0,k0,l0: "
+              f"{q[0]:g},{q[1]:g},{q[2]:g},{h0},{k0},{l0} ")
+        print("WARNING: further warnings will not be printed! ", flush=True)
 
     def _first_out_of_range(self, h, k, l):  # noqa: E741
         """Flat index of the first query whose tricubic neighbourhood leaves the grid, None if

@@ -110,15 +110,24 @@ class Detector(Component):
         """Distance from the sample to the detector plane along its normal, pix0·odet (m)."""
         return self._frame_value(lambda f: f.close_distance)
 
+    def _placement_value(self, pick):
+        def fn(d, dt):
+            b = self._built(d, dt)
+            return pick(*det_geo.placement_distance(b.setup, b.params))
+
+        return self._evaluate(fn)
+
     @property
     def distance_corrected(self):
-        """Sample to direct-beam spot along the beam, close_distance / r_factor (m)."""
-        return self._frame_value(lambda f: f.distance)
+        """The distance the C program places the detector with (m): the configured
+        close distance (or |r_factor·distance|) over ``r_factor``.  With the BEAM pivot this
+        is the sample–beam-spot distance along the beam."""
+        return self._placement_value(lambda ratio, close, distance: distance)
 
     @property
     def r_factor(self):
-        """beam · odet after all rotations (the C program's ``ratio``)."""
-        return self._frame_value(lambda f: f.close_distance / f.distance)
+        """The C program's ``ratio``: beam · odet after the x, y, z rotations, before 2θ."""
+        return self._placement_value(lambda ratio, close, distance: ratio)
 
     def get_r_factor(self):
         return self.r_factor

@@ -91,6 +91,29 @@ def detector_normal(setup: Setup, params: Params, fdet: Array, sdet: Array) -> A
     return V.unitize(V.cross(fdet, sdet))
 
 
+def placement_distance(setup: Setup, params: Params) -> tuple[Array, Array, Array]:
+    """(ratio, close, distance): the numbers the C program places the detector with.
+
+    ratio = beam · odet after the x, y, z rotations but *before* the 2θ rotation (DBL_MIN
+    when zero); close = the given close distance, or |ratio·distance| (m); distance =
+    close/ratio (m).  The BEAM pivot puts the beam spot at distance·beam; the SAMPLE pivot
+    puts the near point at close·odet before rotating.  (The frame's own ``distance`` is
+    recomputed afterwards from the final pix0, with this same ratio.)
+    """
+    f0 = V.unitize(params.fdet)
+    s0 = V.unitize(params.sdet)
+    o0 = detector_normal(setup, params, f0, s0)
+    beam = V.unitize(params.beam_vector)
+    o_rot = V.rotate_xyz(o0, jnp.deg2rad(params.detector_rotation))
+    ratio = V.dot(beam, o_rot)
+    ratio = jnp.where(ratio == 0.0, jnp.finfo(ratio.dtype).tiny, ratio)
+    if setup.close_distance_given:
+        close = params.close_distance * MM
+    else:
+        close = jnp.abs(ratio * params.distance * MM)
+    return ratio, close, close / ratio
+
+
 def detector_frame(setup: Setup, params: Params) -> DetectorFrame:
     """Rotate the detector and place it, following the C program's pivot rules."""
     f0 = V.unitize(params.fdet)
@@ -101,14 +124,7 @@ def detector_frame(setup: Setup, params: Params) -> DetectorFrame:
     rot = jnp.deg2rad(params.detector_rotation)
     twotheta = jnp.deg2rad(params.twotheta)
 
-    o_rot = V.rotate_xyz(o0, rot)
-    ratio = V.dot(beam, o_rot)
-    ratio = jnp.where(ratio == 0.0, jnp.finfo(ratio.dtype).tiny, ratio)
-    if setup.close_distance_given:
-        close = params.close_distance * MM
-    else:
-        close = jnp.abs(ratio * params.distance * MM)
-    distance = close / ratio
+    ratio, close, distance = placement_distance(setup, params)
 
     Fbeam, Sbeam = beam_center_on_detector(setup, params)
     Fclose, Sclose = close_point_on_detector(setup, params)

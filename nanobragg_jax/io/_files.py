@@ -18,6 +18,10 @@ from typing import Callable, Union
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+COMMENT_START = ("#", "!")
+"""First characters of a comment line in the text inputs (HKL and matrix files)."""
+
+
 def temporary_beside(dest: str, suffix: str = ".tmp") -> str:
     """A fresh name for a temporary file in ``dest``'s folder (hidden, unique to this call).
 

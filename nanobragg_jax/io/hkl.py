@@ -32,7 +32,7 @@ from typing import Union
 
 import numpy as np
 
-from ._files import atomic_write_bytes, decode_text, parse_number, read_input_bytes
+from ._files import COMMENT_START, atomic_write_bytes, decode_text, parse_number, read_input_bytes
 from .errors import InputFileError
 
 __all__ = ["HKLData", "read_hkl", "write_fdump", "read_fdump", "hkl_grid_shape", "check_grid_size",
@@ -104,9 +104,6 @@ up to ±320 together.  Larger spans are almost always a wrong column or a garble
 MAX_INDEX = 10**6
 """Largest |h|, |k|, |l| accepted on a line (beyond it, the line is named as the culprit)."""
 
-_COMMENT_START = ("#", "!")
-
-
 def _fields_with_columns(line: str) -> list[tuple[str, int]]:
     """White-space separated fields and their 1-based character columns."""
     return [(m.group(0), m.start() + 1) for m in re.finditer(r"\S+", line)]
@@ -118,7 +115,7 @@ def _parse_hkl_lines(path: PathLike, text: str) -> tuple[np.ndarray, np.ndarray]
     amps: list[float] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         fields = _fields_with_columns(line)
-        if not fields or fields[0][0].startswith(_COMMENT_START):
+        if not fields or fields[0][0].startswith(COMMENT_START):
             continue  # blank or comment line
         if len(fields) < 4:
             raise InputFileError(

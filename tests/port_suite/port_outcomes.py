@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections import Counter
+
+import pytest
 
 _outcomes: dict[str, str] = {}
 _messages: dict[str, str] = {}
@@ -42,6 +45,32 @@ def pytest_runtest_setup(item):
     # later tests depend on the order they run in.  Start every test without it.
     if os.path.exists("Fdump.bin"):
         os.remove("Fdump.bin")
+
+
+class TestTimeout(Exception):
+    """A test ran longer than ``PORT_SUITE_TIMEOUT`` seconds."""
+
+
+def _on_alarm(signum, frame):
+    raise TestTimeout(f"test exceeded PORT_SUITE_TIMEOUT={os.environ.get('PORT_SUITE_TIMEOUT')} s")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    # The port's own per-test limit comes from pytest-timeout, which is not installed here;
+    # a SIGALRM in the test process does the same for its call phase.  A subprocess the
+    # test waits on is killed by subprocess.run when the exception interrupts the wait.
+    seconds = float(os.environ.get("PORT_SUITE_TIMEOUT") or 0)
+    if seconds <= 0 or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def pytest_runtest_logreport(report):

@@ -70,6 +70,9 @@ def main(argv=None) -> int:
     ap.add_argument("--mem-limit-gb", type=float, default=8.0,
                     help="address-space limit of the test process (some of the port's gradchecks "
                          "allocate > 20 GB); 0 = none")
+    ap.add_argument("--test-timeout", type=float, default=0.0,
+                    help="seconds one test may run before it is failed (0 = no limit); the port's "
+                         "own configuration asks pytest-timeout for 300")
     ap.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = ap.parse_args(argv)
     if not args.port_tests:
@@ -88,7 +91,8 @@ def main(argv=None) -> int:
     env = dict(os.environ)
     # some tests start "python -m nanobrag_torch" by name: make that this interpreter
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
-    env.update(NB_SKIP_INFRA_GATE="1", KMP_DUPLICATE_LIB_OK="TRUE", PORT_SUITE_JSON=str(out_json))
+    env.update(NB_SKIP_INFRA_GATE="1", KMP_DUPLICATE_LIB_OK="TRUE", PORT_SUITE_JSON=str(out_json),
+               PORT_SUITE_TIMEOUT=str(args.test_timeout))
     plugins = ["-p", "port_outcomes"]
     with tempfile.TemporaryDirectory(prefix="nanobrag_shim_") as shim:
         if args.target == "compat":
