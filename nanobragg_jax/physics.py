@@ -304,11 +304,27 @@ def polarization_factor(kahn: Array, incident: Array, diffracted: Array, axis: A
     cos 2ψ·sin²2θ = E_out² − B_out²: the same number without atan2, whose derivative is
     undefined at the direct beam (2θ = 0) and explodes near it.
     """
+    E_in, B_in = polarization_basis(incident, axis)
+    return kahn_polarization(kahn, dot(incident, diffracted), dot(diffracted, E_in),
+                             dot(diffracted, B_in))
+
+
+def polarization_basis(incident: Array, axis: Array) -> tuple[Array, Array]:
+    """(E_in, B_in): the unit E-vector closest to ``axis`` and B = axis × incident, normalised.
+
+    B_in = unit(axis × î), E_in = unit(î × B_in); (..., 3) each.  Depends on the source
+    only, so a kernel can form it once per source and project each ray onto it.
+    """
     B_in = unitize(cross(axis, incident))
-    E_in = unitize(cross(incident, B_in))
-    cos2t = dot(incident, diffracted)
-    E_out = dot(diffracted, E_in)
-    B_out = dot(diffracted, B_in)
+    return unitize(cross(incident, B_in)), B_in
+
+
+def kahn_polarization(kahn: Array, cos2t: Array, E_out: Array, B_out: Array) -> Array:
+    """½(1 + cos²2θ − K (E_out² − B_out²)) from the projections of the diffracted unit vector.
+
+    cos2t = î·d̂, E_out = d̂·E_in, B_out = d̂·B_in (``polarization_basis``); see
+    ``polarization_factor`` for why E_out² − B_out² stands for cos 2ψ·sin²2θ.
+    """
     return 0.5 * (1.0 + cos2t * cos2t - kahn * (E_out * E_out - B_out * B_out))
 
 
