@@ -427,9 +427,10 @@ def tile_photons(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
 
 
 # Pixels per chunk in the derivative of a tile (``tile_photons``): the backward pass of a
-# chunk keeps its ~100 temporaries in the L2 cache; larger chunks pay memory traffic,
-# smaller ones the loop's per-iteration cost (see docs/performance.md).
-DIFF_CHUNK = 4096
+# chunk keeps its temporaries (~100 arrays of the chunk's length) near the cache; larger
+# chunks pay memory traffic, smaller ones the loop's per-iteration cost (4,096 was 1.1-1.5×
+# slower on canonical 1024², 262,144 5×; see docs/performance.md).
+DIFF_CHUNK = 16384
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(0,))
@@ -460,6 +461,9 @@ def _tile_photons_jvp(setup: Setup, primals, tangents):
         return jax.jvp(lambda *v: photons_of(v, s, f, o), [leaves[i] for i in live],
                        [dleaves[i] for i in live])[1]
 
+    # Rematerialised, also when the tile is one chunk: a tile inside a loop over tiles
+    # would otherwise store its residuals (every sub-path's) for every tile.
+    chunk_tangent = jax.checkpoint(chunk_tangent)
     P = spixel.shape[0]
     if P <= DIFF_CHUNK:
         return out, chunk_tangent((spixel, fpixel, linear_index))
@@ -471,7 +475,7 @@ def _tile_photons_jvp(setup: Setup, primals, tangents):
             x = jnp.concatenate([x, jnp.broadcast_to(x[-1:], (pad,))])
         return x.reshape(n, DIFF_CHUNK)
 
-    tangent = jax.lax.map(jax.checkpoint(chunk_tangent),
+    tangent = jax.lax.map(chunk_tangent,
                           (chunks(spixel), chunks(fpixel), chunks(linear_index)))
     return out, tangent.reshape(-1)[:P].astype(out.dtype)
 
