@@ -5,9 +5,16 @@ Three figures, each from child processes so that the device count is fixed befor
 * throughput — shots per second of ``simulate_shots`` on a 256² detector (one wavelength, random
   orientations), compile time excluded (the first block is timed apart), against the C program
   run once per shot with ``OMP_NUM_THREADS`` threads (a subset of C shots, extrapolated);
-* scaling — the same throughput on 1 and on 2 CPU devices (``jax_num_cpu_devices``);
+* scaling — one child process with 2 CPU devices (``jax_num_cpu_devices``) that renders the
+  same batch with ``simulate_shots(devices=1)`` and ``devices=2`` alternately (both compiled
+  first) and reports the ratio of the minimum times: both sides see the same machine load;
 * memory — peak resident memory (``ru_maxrss`` of the child) of ``nanoBragg-shots`` for two run
-  lengths: flat when the stack streams to the file.
+  lengths (default 500 and 10,000 shots of 128², after a 16-shot run that fills the compilation
+  cache so that neither measured run compiles): flat when the stack streams to the file.
+
+Every figure records ``os.getloadavg()`` before and after.  The scaling figure on its own:
+
+    python -m benchmarks.shots --only scaling --out scaling.json
 
 Not a test: speed claims live here and in docs/performance.md, never in assertions.
 """
@@ -53,6 +60,45 @@ print(json.dumps(dict(devices=dev, dtype=str(exp.params.wavelength.dtype), n=len
 """
 
 
+_SCALING_CHILD = r"""
+import json, os, sys, time
+import jax
+jax.config.update("jax_num_cpu_devices", 2)
+jax.config.update("jax_enable_x64", True)
+import numpy as np
+from nanobragg_jax.experiment import from_cli_args
+from nanobragg_jax.shots import random_shots, simulate_shots
+block, reps, flags = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+exp = from_cli_args(flags)
+sh = random_shots(exp.setup, exp.params, block, seed=1)
+def run(dev):
+    t = time.perf_counter()
+    simulate_shots(exp.setup, exp.params, sh, devices=dev, chunk=max(1, block // (2 * dev))).block_until_ready()
+    return time.perf_counter() - t
+load0 = os.getloadavg()
+compile_s = {d: run(d) for d in (1, 2)}
+times = {1: [], 2: []}
+for _ in range(reps):
+    for d in (1, 2):
+        times[d].append(run(d))
+print(json.dumps(dict(block=block, reps=reps, compile_s=compile_s, s_1dev=times[1], s_2dev=times[2],
+                      min_1dev=min(times[1]), min_2dev=min(times[2]),
+                      shots_per_s_1dev=block / min(times[1]), shots_per_s_2dev=block / min(times[2]),
+                      scaling_1_to_2=min(times[1]) / min(times[2]), load_before=load0, load_after=os.getloadavg())))
+"""
+
+
+def jax_scaling(n_shots: int, reps: int, det: int, dtype: str = "float64") -> dict:
+    """1 vs 2 CPU devices in one process, alternating (see the module docstring)."""
+    flags = [f.format(n=det) for f in FLAGS] + ["-dtype", dtype]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+    r = subprocess.run([sys.executable, "-c", _SCALING_CHILD, str(n_shots), str(reps), *flags],
+                       env=env, capture_output=True, text=True, timeout=3600)
+    if r.returncode:
+        raise RuntimeError(r.stderr[-2000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 def jax_throughput(devices: int, n: int, block: int, det: int, dtype: str = "float64") -> dict:
     flags = [f.format(n=det) for f in FLAGS] + ["-dtype", dtype]
     env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
@@ -79,6 +125,7 @@ def c_per_shot(binary: str, n: int, threads: int, det: int) -> dict:
 
 def peak_memory(n_shots: int, det: int) -> dict:
     flags = [f.format(n=det) for f in FLAGS]
+    load0 = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         code = ("import resource, sys; from nanobragg_jax.dataset import main; rc = main(sys.argv[1:]); "
                 "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
@@ -92,8 +139,9 @@ def peak_memory(n_shots: int, det: int) -> dict:
             raise RuntimeError(r.stderr[-2000:])
         rss = [int(l.split()[1]) for l in r.stdout.splitlines() if l.startswith("MAXRSS")][0]
         size = os.path.getsize(os.path.join(tmp, "d.h5"))
+    wall = time.perf_counter() - t
     return dict(shots=n_shots, detector=det, maxrss_MiB=rss / 1024, file_MiB=size / 2**20,
-                wall_s=time.perf_counter() - t)
+                wall_s=wall, shots_per_s=n_shots / wall, load_before=load0, load_after=os.getloadavg())
 
 
 def main(argv=None) -> int:
@@ -106,26 +154,33 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of the C program")
     p.add_argument("--det", type=int, default=256)
     p.add_argument("--dtype", default="float64", help="-dtype of the JAX renders (float64 | float32)")
-    p.add_argument("--mem", default="500,5000", help="run lengths for the memory figure")
-    p.add_argument("--mem-det", type=int, default=64)
+    p.add_argument("--reps", type=int, default=5, help="scaling: alternating repetitions per side")
+    p.add_argument("--mem", default="500,10000", help="run lengths for the memory figure")
+    p.add_argument("--mem-det", type=int, default=128)
     p.add_argument("--only", default="throughput,scaling,memory")
     p.add_argument("--out", default="", help="JSON file for the figures")
     a = p.parse_args(argv)
     res: dict = dict(load_before=os.getloadavg())
     only = a.only.split(",")
-    if "throughput" in only or "scaling" in only:
+    if "throughput" in only:
         res["jax_2dev"] = jax_throughput(2, a.n, a.block, a.det, a.dtype)
         print(json.dumps(res["jax_2dev"]), flush=True)
     if "scaling" in only:
-        res["jax_1dev"] = jax_throughput(1, a.n, a.block, a.det, a.dtype)
-        res["scaling_1_to_2"] = res["jax_2dev"]["shots_per_s"] / res["jax_1dev"]["shots_per_s"]
-        print(json.dumps(res["jax_1dev"]), flush=True)
+        res["scaling"] = jax_scaling(a.block, a.reps, a.det, a.dtype)
+        res["scaling_1_to_2"] = res["scaling"]["scaling_1_to_2"]
+        print(json.dumps(res["scaling"]), flush=True)
     if "throughput" in only and a.c:
         res["c"] = c_per_shot(a.c, a.c_shots, a.threads, a.det)
         res["speedup_vs_c"] = res["jax_2dev"]["shots_per_s"] / res["c"]["shots_per_s"]
         print(json.dumps(res["c"]), flush=True)
     if "memory" in only:
-        res["memory"] = [peak_memory(int(k), a.mem_det) for k in a.mem.split(",")]
+        # a short run first compiles the renderer into the persistent cache, so that both measured
+        # runs load it (a compilation's own peak would otherwise fall on whichever run is first)
+        res["memory_warmup"] = peak_memory(16, a.mem_det)
+        res["memory"] = []
+        for k in a.mem.split(","):
+            res["memory"].append(peak_memory(int(k), a.mem_det))
+            print(json.dumps(res["memory"][-1]), flush=True)
     res["load_after"] = os.getloadavg()
     text = json.dumps(res, indent=1)
     print(text)

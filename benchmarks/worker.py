@@ -142,6 +142,7 @@ def measure(spec: dict) -> dict:
         pixels = int(np.asarray(img).size)
         rec.update(pixels=pixels, panels=1 if ex.get("reference") == "single" else int(stack.n_panels),
                    image_sum=float(np.asarray(img, np.float64).sum()))
+        work = 1
     elif mode == "sparse":
         rec.update(_measure_sparse(spec, setup, params, repeats))
         times = [rec["sparse_forward_s"]]

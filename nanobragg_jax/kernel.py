@@ -219,18 +219,18 @@ def within_resolution(stol: Array, dmin: Array) -> Array:
 
 
 def polarization_rows(ctx: Context, incident: Array, direction: tuple[Array, Array, Array]) -> Array:
-    """``physics.polarization_factor`` for sources (S, 3) and ray components (..., P): (..., S, P).
+    """``physics.kahn_polarization`` for sources (S, 3) and ray components (..., P): (..., S, P).
 
-    The rays stay as three component arrays: stacking them into (..., P, 3) costs a
-    copy forward and, in reverse mode, one padded (..., P, 3) cotangent per use.
+    Projections written per component: stacking the rays into (..., P, 3) would make
+    every later step a strided pass over the trailing axis of 3 (1.3–1.5× slower
+    canonical render, measured), where the components keep the pixel axis contiguous.
     """
-    E_in, B_in = physics.polarization_basis(incident, ctx.polar_axis)  # (S, 3) each
+    E_in, B_in = physics.polarization_basis(incident, ctx.polar_axis)
 
-    def along(v: Array) -> Array:  # d̂·v for every source's v (S, 3) and ray: (..., S, P)
-        x, y, z = (c[..., None, :] for c in direction)
-        return x * v[:, 0, None] + y * v[:, 1, None] + z * v[:, 2, None]
+    def project(v: Array) -> Array:  # v (S, 3) · d → (..., S, P)
+        return sum(v[:, c, None] * direction[c][..., None, :] for c in range(3))
 
-    return physics.kahn_polarization(ctx.kahn, along(incident), along(E_in), along(B_in))
+    return physics.kahn_polarization(ctx.kahn, project(incident), project(E_in), project(B_in))
 
 
 def first_true_index(mask: Array) -> Array:
@@ -525,7 +525,7 @@ def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array)
     rays = det_geo.subpixel_rays(setup, frame, spixel, fpixel, ctx.layer_step)
     d = rays.direction  # 3 × (T, n, n, P)
     omega_first = det_geo.solid_angle(setup, frame, rays.airpath[0, 0, 0])
-    capture_last = det_geo.capture_fraction(setup, ctx.mu, jnp.stack([c[-1, 0, 0] for c in d], -1),
+    capture_last = det_geo.capture_fraction(setup, ctx.mu, tuple(c[-1, 0, 0] for c in d),
                                             frame.odet, ctx.layer_step, layer=setup.thicksteps - 1)
 
     inc = ctx.incident  # (S, 3)

@@ -19,14 +19,15 @@ pivot whose vectors and beam centre are (see :func:`panel_lowering`)
 so that the C program's pix0 = −Xbeam·fdet − Ybeam·sdet + distance·b equals the
 origin O.  :func:`panel_frames` builds that detector frame directly from the
 panel (pix0 = O without the round trip through distance and beam centre), and
-:func:`simulate_panels` renders all panels of one shape with ``jax.vmap`` inside
-each tile of the pixel loop: a tile holds the same pixel indices of every panel,
-so the working memory is that of one tile of the single-panel renderer and the
-panel loop costs no Python iteration.
+:func:`simulate_panels` renders all panels of one shape in the tile loop of the
+single-panel renderer, with tiles cut along panel boundaries (:func:`_tiling`): a
+tile is a group of whole panels (``jax.vmap`` over their frames) or a chunk of one
+panel, so each panel's constants are per-tile constants, the working memory is that
+of one tile of the single-panel renderer and the panel loop costs no Python iteration.
 
-Gradients flow to every panel's origin and axes; :meth:`PanelStack.perturbed`
-applies a small shift (mm) and rotation vector (rad) per panel, the usual
-refinement parameterisation.
+Gradients flow to every panel's origin and axes (and per-panel sensors);
+:meth:`PanelStack.perturbed` applies a small shift (mm) and rotation vector (rad)
+per panel, the usual refinement parameterisation.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -53,6 +54,8 @@ __all__ = [
     "panel_frames",
     "panel_lowering",
     "panel_setup",
+    "panel_constants",
+    "PanelConstants",
     "simulate_panels",
     "group_by_shape",
     "simulate_detector",
@@ -70,6 +73,12 @@ class PanelStack:
       n_fast, n_slow: pixels per panel along fast and slow (static).
       pixel_size: pixel edge in mm (static; must equal ``params.pixel_size``).
       names: optional panel names (static, for files).
+      thickness, mu: optional (n,) per-panel sensors: thickness (mm, > 0) and attenuation
+        coefficient μ (1/mm, > 0), dxtbx's units.  None (default): every panel has the
+        sensor of ``params`` (``-detector_thick``/``-detector_abs``).  Given, they replace
+        it panel by panel (the layer count stays ``Setup.thicksteps``).
+      no_sensor: static; True: these panels have no sensor (capture fraction 1) whatever
+        ``params`` says (e.g. the bare panels of a file whose other panels have sensors).
     """
 
     origin: Array
@@ -79,6 +88,9 @@ class PanelStack:
     n_slow: int
     pixel_size: float = 0.1
     names: tuple = ()
+    thickness: Optional[Array] = None
+    mu: Optional[Array] = None
+    no_sensor: bool = False
 
     @property
     def n_panels(self) -> int:
@@ -105,18 +117,28 @@ class PanelStack:
         sizes = {p["pixel_size"] for p in items}
         if len(sizes) != 1:
             raise ValueError(f"PanelStack.from_panels: panels of different pixel sizes {sorted(sizes)}")
+        sensors = {_has_sensor(p) for p in items}
+        if len(sensors) != 1:
+            raise ValueError("PanelStack.from_panels: panels with and without a sensor (thickness, mu); "
+                             "use group_by_shape")
         (nf, ns), = shapes
+        sensor = sensors.pop()
         return cls(origin=np.stack([p["origin"] for p in items]),
                    fast=np.stack([p["fast"] for p in items]),
                    slow=np.stack([p["slow"] for p in items]),
                    n_fast=nf, n_slow=ns, pixel_size=float(items[0]["pixel_size"]),
-                   names=tuple(p["name"] for p in items))
+                   names=tuple(p["name"] for p in items),
+                   thickness=np.array([p["thickness"] for p in items]) if sensor else None,
+                   mu=np.array([p["mu"] for p in items]) if sensor else None)
 
     def panel(self, i: int) -> dict:
-        """Panel i as a plain dict (numpy arrays, mm)."""
+        """Panel i as a plain dict (numpy arrays, mm; thickness mm and mu 1/mm, 0 without a
+        per-panel sensor)."""
+        sensor = self.thickness is not None
         return dict(origin=np.asarray(self.origin[i], np.float64), fast=np.asarray(self.fast[i], np.float64),
                     slow=np.asarray(self.slow[i], np.float64), n_fast=self.n_fast, n_slow=self.n_slow,
-                    pixel_size=self.pixel_size, name=self.names[i] if i < len(self.names) else f"panel{i}")
+                    pixel_size=self.pixel_size, name=self.names[i] if i < len(self.names) else f"panel{i}",
+                    thickness=float(self.thickness[i]) if sensor else 0.0, mu=float(self.mu[i]) if sensor else 0.0)
 
     def centers(self) -> Array:
         """(n, 3) mm: the geometric centre of each panel."""
@@ -139,12 +161,44 @@ class PanelStack:
         return dataclasses.replace(self, origin=origin, fast=fast, slow=slow)
 
     def astype(self, dtype: Any) -> "PanelStack":
-        return dataclasses.replace(self, origin=jnp.asarray(self.origin, dtype),
-                                   fast=jnp.asarray(self.fast, dtype), slow=jnp.asarray(self.slow, dtype))
+        def cast(a):
+            return None if a is None else jnp.asarray(a, dtype)
+
+        return dataclasses.replace(self, origin=cast(self.origin), fast=cast(self.fast), slow=cast(self.slow),
+                                   thickness=cast(self.thickness), mu=cast(self.mu))
 
 
-jax.tree_util.register_dataclass(PanelStack, data_fields=["origin", "fast", "slow"],
-                                 meta_fields=["n_fast", "n_slow", "pixel_size", "names"])
+jax.tree_util.register_dataclass(PanelStack, data_fields=["origin", "fast", "slow", "thickness", "mu"],
+                                 meta_fields=["n_fast", "n_slow", "pixel_size", "names", "no_sensor"])
+
+
+def _has_sensor(fields_: dict) -> bool:
+    return fields_["thickness"] > 0 and fields_["mu"] > 0
+
+
+def _check_sensors(panels: PanelStack) -> None:
+    """Per-panel sensors: both arrays or neither, one positive value per panel (when concrete).
+
+    (Checked here, not in the constructor: pytree operations rebuild stacks with any leaves.)
+    """
+    if (panels.thickness is None) != (panels.mu is None):
+        raise ValueError("PanelStack: give both thickness and mu (per-panel sensors) or neither")
+    if panels.thickness is None:
+        return
+    if panels.no_sensor:
+        raise ValueError("PanelStack: no_sensor=True with per-panel sensors (thickness, mu)")
+    n = panels.n_panels
+    for name in ("thickness", "mu"):
+        v = getattr(panels, name)
+        if np.shape(v) != (n,):
+            raise ValueError(f"PanelStack.{name}: one value per panel ({n}), got shape {np.shape(v)}")
+        try:
+            bad = not np.all(np.asarray(v) > 0)
+        except (TypeError, jax.errors.TracerArrayConversionError):
+            bad = False  # traced: the caller's values
+        if bad:
+            raise ValueError(f"PanelStack.{name} must be positive for every panel (mm, 1/mm), got {v}; "
+                             "panels without a sensor go in a stack without thickness/mu")
 
 
 def _panel_fields(p: Any) -> dict:
@@ -162,13 +216,19 @@ def _panel_fields(p: Any) -> dict:
             raise ValueError(f"panel field {keys[0]} must be 3 finite numbers, got {v}")
         return v
 
-    try:
-        name = get("name")
-    except ValueError:
-        name = ""
+    def optional(key, default):
+        try:
+            return get(key)
+        except ValueError:
+            return default
+
+    thickness, mu = float(optional("thickness", 0.0) or 0.0), float(optional("mu", 0.0) or 0.0)
+    if not (np.isfinite(thickness) and np.isfinite(mu) and thickness >= 0 and mu >= 0):
+        raise ValueError(f"panel {p!r}: thickness (mm) and mu (1/mm) must be finite and ≥ 0")
     return dict(origin=vec("origin"), fast=vec("fast_axis", "fast"), slow=vec("slow_axis", "slow"),
                 n_fast=int(get("n_fast")), n_slow=int(get("n_slow")),
-                pixel_size=float(get("pixel_size")), name=str(name))
+                pixel_size=float(get("pixel_size")), name=str(optional("name", "")),
+                thickness=thickness, mu=mu)
 
 
 def rotation_matrices(rotvec: Array) -> Array:
@@ -228,6 +288,32 @@ def panel_frames(panels: PanelStack, params: Params) -> det_geo.DetectorFrame:
         Fclose=-V.dot(origin, f), Sclose=-V.dot(origin, s))
 
 
+class PanelConstants(NamedTuple):
+    """What differs from panel to panel in the kernel's Context, each with a leading panel axis."""
+
+    frame: det_geo.DetectorFrame
+    layer_step: Optional[Array]  # (n,) m; None: the sensor of params
+    mu: Optional[Array]  # (n,) 1/m
+
+
+def panel_constants(psetup: Setup, params: Params, panels: PanelStack) -> PanelConstants:
+    """Each panel's detector frame and, with per-panel sensors, its layer thickness
+    Δ = thickness/divisor (m) and attenuation μ (1/m): computed once per panel."""
+    frame = panel_frames(panels, params)
+    if panels.thickness is None:
+        return PanelConstants(frame, None, None)
+    dtype = jnp.result_type(params.wavelength)
+    step = jnp.asarray(panels.thickness, dtype) * MM / psetup.thick_divisor
+    return PanelConstants(frame, step, jnp.asarray(panels.mu, dtype) / MM)
+
+
+def _panel_context(ctx: kernel.Context, const: PanelConstants) -> kernel.Context:
+    """The kernel's Context of one panel (``const`` without its panel axis)."""
+    if const.layer_step is None:
+        return ctx._replace(frame=const.frame)
+    return ctx._replace(frame=const.frame, layer_step=const.layer_step, mu=const.mu)
+
+
 def panel_lowering(panels: PanelStack, beam_vector: Any) -> dict:
     """Each panel as the C program's CUSTOM/beam-pivot flags (float64 numpy, host side).
 
@@ -266,16 +352,24 @@ def panel_lowering(panels: PanelStack, beam_vector: Any) -> dict:
 
 def panel_setup(setup: Setup, panels: PanelStack) -> Setup:
     """The single-panel Setup each panel is rendered with (CUSTOM convention, beam pivot,
-    the whole panel as ROI)."""
+    the whole panel as ROI; with per-panel sensors, a sensor even when ``setup`` has none)."""
     if setup.curved_detector:
         raise ValueError("simulate_panels: -curved_det is a property of a single-panel detector, "
                          "not of flat panels")
     nf, ns = int(panels.n_fast), int(panels.n_slow)
     if nf <= 0 or ns <= 0:
         raise ValueError(f"simulate_panels: panels need at least one pixel (got {nf}x{ns})")
-    return dataclasses.replace(setup, spixels=ns, fpixels=nf, roi=(0, nf - 1, 0, ns - 1),
-                               convention="CUSTOM", pivot="BEAM", close_distance_given=False,
-                               has_mask=False)
+    psetup = dataclasses.replace(setup, spixels=ns, fpixels=nf, roi=(0, nf - 1, 0, ns - 1),
+                                 convention="CUSTOM", pivot="BEAM", close_distance_given=False,
+                                 has_mask=False)
+    if panels.no_sensor:
+        psetup = dataclasses.replace(psetup, has_thickness=False, thicksteps=1, thick_divisor=1.0,
+                                     oversample_thick=False)
+    elif panels.thickness is not None and not setup.has_thickness:
+        # per-panel sensors and none in the flags: the command line's layers for
+        # -detector_thick without -thicksteps (2 layers of thickness/2)
+        psetup = dataclasses.replace(psetup, has_thickness=True, thicksteps=2, thick_divisor=2.0)
+    return psetup
 
 
 def _check_pixel_size(panels: PanelStack, params: Params) -> None:
@@ -283,7 +377,9 @@ def _check_pixel_size(panels: PanelStack, params: Params) -> None:
         px = float(params.pixel_size)
     except (TypeError, jax.errors.ConcretizationTypeError):  # traced: checked by the caller
         return
-    if not np.isclose(px, panels.pixel_size, rtol=1e-9, atol=0.0):
+    # float32 params hold the pixel size rounded to ~6e-8 relative: compare at that precision
+    eps = np.finfo(jnp.result_type(params.pixel_size)).eps
+    if not np.isclose(px, panels.pixel_size, rtol=max(1e-9, 8 * float(eps)), atol=0.0):
         raise ValueError(f"simulate_panels: panels have pixel size {panels.pixel_size} mm but "
                          f"params.pixel_size is {px} mm (one pixel size per PanelStack)")
 
@@ -293,17 +389,71 @@ def _check_pixel_size(panels: PanelStack, params: Params) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _tiling(psetup: Setup, n_panels: int) -> tuple[int, int]:
-    """(pixels per panel per tile, tiles) so that one tile of all panels is about one
-    single-panel tile (the memory bound of ``simulate``)."""
+# A loop iteration's fixed cost (dispatch of the body's fused loops), in pixel-equivalents:
+# weighs fewer, longer iterations against padding panels in _tiling.
+_ITERATION_COST = kernel.FAST_TILE_MIN
+
+
+class Tiling(NamedTuple):
+    """How the pixels of a PanelStack are cut into tiles (see :func:`_tiling`).
+
+    Tile t holds ``group`` panels (vmapped) × ``chunk`` consecutive pixels (raster
+    order) of each: panels ``g·group … g·group + group − 1`` with g = t // chunks,
+    pixels ``c·chunk …`` with c = t % chunks.  Either group = 1 (a panel spans
+    ``chunks`` tiles) or chunks = 1 (a tile holds whole panels), so the tiles'
+    output is the (panels, pixels) image without a transpose.
+    """
+
+    group: int  # panels per tile
+    chunk: int  # pixels per panel per tile
+    chunks: int  # tiles per panel (group = 1) or 1
+    groups: int  # panel groups, padded so that tiles divide evenly over the devices
+    n_dev: int  # devices the tiles are spread over
+
+    @property
+    def n_tiles(self) -> int:
+        return self.groups * self.chunks
+
+
+def _tiling(psetup: Setup, n_panels: int, n_dev: int = 1) -> Tiling:
+    """Cut the panels into tiles of about one single-panel tile (the memory bound of ``simulate``).
+
+    A tile never straddles two panels' pixel ranges, so the detector frame is a
+    per-tile constant (no per-pixel gather of panel constants).  A panel larger
+    than the tile budget is split into equal chunks (one panel per tile); smaller
+    panels are grouped whole, choosing the group size that minimises the work of
+    the busiest device (padding panels included, plus a fixed cost per tile).
+    Fast-path chunks are multiples of TILE_QUANTUM (vectorised loops).
+    """
     n_valid = psetup.fpixels * psetup.spixels
-    total = kernel.tile_pixels(psetup)
-    per_panel = max(1, total // max(n_panels, 1))
-    if kernel.fast_path_applies(psetup):
-        per_panel = kernel.round_tile(max(per_panel, kernel.TILE_QUANTUM), n_valid)
-    else:
-        per_panel = max(1, min(per_panel, n_valid))
-    return per_panel, -(-n_valid // per_panel)
+    budget = kernel.tile_pixels(psetup)
+    fast = kernel.fast_path_applies(psetup)
+
+    def fit(pixels: int) -> int:
+        return kernel.round_tile(pixels, n_valid) if fast else max(1, min(pixels, n_valid))
+
+    def per_device(tiles: int) -> tuple[int, int]:
+        dev = max(1, min(n_dev, tiles))
+        return -(-tiles // dev) * dev, dev
+
+    if n_valid > budget:
+        chunks = -(-n_valid // fit(budget))
+        chunk = fit(-(-n_valid // chunks))  # equal chunks: less padding in the last one
+        chunks = -(-n_valid // chunk)
+        dev = max(1, min(n_dev, n_panels * chunks))
+        groups = n_panels
+        while (groups * chunks) % dev:  # pad whole (dropped) panels: tiles divide over the devices
+            groups += 1
+        return Tiling(1, chunk, chunks, groups, dev)
+    chunk = fit(n_valid)
+    best = None
+    for group in range(1, max(1, min(n_panels, budget // chunk)) + 1):
+        groups, dev = per_device(-(-n_panels // group))
+        cost = (groups // dev) * (group * chunk + _ITERATION_COST)
+        key = (cost, groups * group)
+        if best is None or key < best[0]:
+            best = (key, Tiling(group, chunk, 1, groups, dev))
+    return best[1]
 
 
 def simulate_panels(setup: Setup, params: Params, panels: PanelStack,
@@ -326,6 +476,7 @@ def simulate_panels(setup: Setup, params: Params, panels: PanelStack,
       ``params`` and to the panels' origin, fast and slow arrays.
     """
     _check_pixel_size(panels, params)
+    _check_sensors(panels)
     psetup = panel_setup(setup, panels)
     if mask is not None:
         mask = jnp.broadcast_to(jnp.asarray(mask), panels.shape)
@@ -345,6 +496,14 @@ def _n_devices(devices: Optional[int]) -> int:
     return default_devices() if devices is None else max(1, int(devices))
 
 
+def _grouped(tree: Any, n_panels: int, tiling: Tiling) -> Any:
+    """Per-panel arrays (leading axis n_panels) → (groups, group, ...), padding panels
+    repeating the last one (their pixels are rendered and dropped)."""
+    idx = np.minimum(np.arange(tiling.groups * tiling.group), n_panels - 1)
+    return jax.tree_util.tree_map(
+        lambda a: jnp.take(a, idx, axis=0).reshape((tiling.groups, tiling.group) + a.shape[1:]), tree)
+
+
 @partial(jax.jit, static_argnames=("psetup", "n_dev"))
 def _simulate_panels(psetup: Setup, params: Params, panels: PanelStack, mask: Optional[Array],
                      n_dev: int = 1) -> Array:
@@ -352,71 +511,87 @@ def _simulate_panels(psetup: Setup, params: Params, panels: PanelStack, mask: Op
     n_panels = panels.n_panels
     nf, ns = psetup.fpixels, psetup.spixels
     n_valid = nf * ns
-    tile, n_tiles = _tiling(psetup, n_panels)
-    n_dev = max(1, min(n_dev, n_tiles))
-    n_tiles = -(-n_tiles // n_dev) * n_dev  # a whole number of tiles per device
-    order = jnp.arange(n_tiles * tile, dtype=jnp.int32).reshape(n_tiles, tile)
+    tiling = _tiling(psetup, n_panels, n_dev)
+    chunk, chunks = tiling.chunk, tiling.chunks
+    # Pixel indices of each chunk of a panel (raster order; padding repeats the last
+    # pixel with order = n_valid), the same for every panel: built once, not per tile.
+    order = jnp.arange(chunks * chunk, dtype=jnp.int32).reshape(chunks, chunk)
     lin = jnp.minimum(order, n_valid - 1)
     S, F = lin // nf, lin % nf
     order = jnp.minimum(order, n_valid)
-    frames = panel_frames(panels, params)
+    tile_ids = jnp.arange(tiling.n_tiles, dtype=jnp.int32)
+    # Per-panel constants (detector frame, sensor) once per panel, grouped per tile.
+    frames = _grouped(panel_constants(psetup, params, panels), n_panels, tiling)
+
+    def tile_pixels(pix, t):
+        """(slow, fast, raster order) of tile t's pixels in each of its panels, and its group."""
+        c = t % chunks
+        return pix[0][c], pix[1][c], pix[2][c], t // chunks
+
+    def pick(tree, g):
+        return jax.tree_util.tree_map(lambda a: a[g], tree)
+
+    def to_image(values):
+        """(tiles, group, chunk) tile outputs → (n_panels, n_valid): no transpose, as group = 1
+        or chunks = 1."""
+        flat = values.reshape(-1)[:n_panels * chunks * chunk]
+        return flat.reshape(n_panels, chunks * chunk)[:, :n_valid]
 
     if psetup.interpolate:
         # Each panel is its own C run: the point where the C program turns
         # interpolation off is found per panel, in that panel's raster order.
         ctx0 = kernel.build_context(psetup, params)
         K = psetup.subpaths_per_pixel
+        masks = None if mask is None else _grouped(mask, n_panels, tiling)
 
-        def trig_tile(args):
-            s, f, o = args
+        def trig_tile(t):
+            s, f, o, g = tile_pixels((S, F, order), t)
 
             def one(frame, m):
                 act = o < n_valid
                 if m is not None:
                     act = act & (m[s, f] != 0)
-                return kernel.interpolation_trigger(psetup, ctx0._replace(frame=frame), s, f, act)
+                return kernel.interpolation_trigger(psetup, _panel_context(ctx0, frame), s, f, act)
 
-            return jax.vmap(one)(frames, mask)
+            return jax.vmap(one)(pick(frames, g), None if masks is None else masks[g])
 
-        first = jax.lax.map(trig_tile, (S, F, order))  # (tiles, panels, tile)
-        first = jnp.moveaxis(first, 1, 0).reshape(n_panels, -1)
+        first = to_image(jax.lax.map(trig_tile, tile_ids))  # (panels, pixels) in raster order
         hit = first < K
         any_hit = jnp.any(hit, axis=1)
-        p_star = jnp.where(any_hit, jnp.argmax(hit, axis=1), first.shape[1]).astype(jnp.int32)
-        k_idx = jnp.minimum(p_star, first.shape[1] - 1)
+        p_star = jnp.where(any_hit, jnp.argmax(hit, axis=1), n_valid).astype(jnp.int32)
+        k_idx = jnp.minimum(p_star, n_valid - 1)
         k_star = jnp.where(any_hit, jnp.take_along_axis(first, k_idx[:, None], 1)[:, 0], K).astype(jnp.int32)
     else:
         p_star = jnp.zeros((n_panels,), jnp.int32)
         k_star = jnp.zeros((n_panels,), jnp.int32)
+    triggers = _grouped((p_star, k_star), n_panels, tiling)
 
-    def render(params, frames, S, F, order, p_star, k_star):
+    def render(params, frames, triggers, pix, tile_ids):
         ctx = kernel.build_context(psetup, params)
 
         # Rematerialised under differentiation like simulate(): only the sub-path
         # sums of a tile are kept for the backward pass.
-        def render_tile(args):
-            s, f, o = args
+        def render_tile(t):
+            s, f, o, g = tile_pixels(pix, t)
 
             def one(frame, ps, ks):
-                return kernel.pixel_photons(psetup, ctx._replace(frame=frame), s, f, o, (ps, ks))
+                return kernel.pixel_photons(psetup, _panel_context(ctx, frame), s, f, o, (ps, ks))
 
-            return jax.vmap(one)(frames, p_star, k_star)  # (panels, tile)
+            return jax.vmap(one)(pick(frames, g), *pick(triggers, g))  # (group, chunk)
 
         render_tile = jax.checkpoint(
             render_tile, policy=jax.checkpoint_policies.save_only_these_names(kernel.SUBPATH_SUM_NAME))
-        if S.shape[0] == 1:  # one tile: no loop
-            return render_tile((S[0], F[0], order[0]))[None]
-        return jax.lax.map(render_tile, (S, F, order))  # (tiles, panels, tile)
+        if tile_ids.shape[0] == 1:  # one tile: no loop
+            return render_tile(tile_ids[0])[None]
+        return jax.lax.map(render_tile, tile_ids)  # (tiles, group, chunk)
 
-    if n_dev > 1:
+    if tiling.n_dev > 1:
         from jax.sharding import Mesh, PartitionSpec as PS
 
-        mesh = Mesh(np.asarray(jax.devices("cpu")[:n_dev]), ("tiles",))
-        render = jax.shard_map(render, mesh=mesh, in_specs=(PS(), PS(), PS("tiles"), PS("tiles"), PS("tiles"),
-                                                            PS(), PS()),
+        mesh = Mesh(np.asarray(jax.devices("cpu")[:tiling.n_dev]), ("tiles",))
+        render = jax.shard_map(render, mesh=mesh, in_specs=(PS(), PS(), PS(), PS(), PS("tiles")),
                                out_specs=PS("tiles"), check_vma=False)
-    values = jnp.moveaxis(render(params, frames, S, F, order, p_star, k_star), 1, 0)  # (panels, tiles, tile)
-    values = values.reshape(n_panels, -1)[:, :n_valid].reshape(n_panels, ns, nf).astype(dtype)
+    values = to_image(render(params, frames, triggers, (S, F, order), tile_ids)).reshape(n_panels, ns, nf).astype(dtype)
     if mask is not None:
         values = jnp.where(mask != 0, values, 0.0)
     return values
@@ -429,12 +604,14 @@ def _simulate_panels(psetup: Setup, params: Params, panels: PanelStack, mask: Op
 
 def group_by_shape(panels: Sequence[Any]) -> list[tuple[tuple[int, ...], PanelStack]]:
     """Group panels (objects or mappings, see :meth:`PanelStack.from_panels`) by
-    (n_fast, n_slow, pixel_size): a list of (indices into ``panels``, PanelStack),
-    in order of first appearance."""
+    (n_fast, n_slow, pixel_size, whether they carry a sensor): a list of (indices into
+    ``panels``, PanelStack), in order of first appearance.  Panels with a sensor
+    (``thickness`` mm and ``mu`` 1/mm both > 0) give stacks with per-panel sensors;
+    the others render with the sensor of ``params``."""
     fields_ = [_panel_fields(p) for p in panels]
     groups: dict = {}
     for i, p in enumerate(fields_):
-        groups.setdefault((p["n_fast"], p["n_slow"], p["pixel_size"]), []).append(i)
+        groups.setdefault((p["n_fast"], p["n_slow"], p["pixel_size"], _has_sensor(p)), []).append(i)
     return [(tuple(idx), PanelStack.from_panels([fields_[i] for i in idx])) for idx in groups.values()]
 
 

@@ -294,38 +294,36 @@ def lattice_factor_sqr(shape: str, h: Array, k: Array, l: Array, recip: Array, N
     return F * F
 
 
-def polarization_factor(kahn: Array, incident: Array, diffracted: Array, axis: Array) -> Array:
-    """Kahn polarisation factor ½(1 + cos²2θ − K cos 2ψ sin²2θ) (dimensionless).
-
-    ``incident`` and ``diffracted`` are unit vectors (..., 3) that broadcast against each
-    other; ψ is the azimuth of the diffracted ray about the incident beam, measured from
-    the E-vector closest to ``axis``; K = ``kahn``.  The C program forms
-    ψ = −atan2(B_out, E_out); for unit vectors sin²2θ = E_out² + B_out², so
-    cos 2ψ·sin²2θ = E_out² − B_out²: the same number without atan2, whose derivative is
-    undefined at the direct beam (2θ = 0) and explodes near it.
-    """
-    E_in, B_in = polarization_basis(incident, axis)
-    return kahn_polarization(kahn, dot(incident, diffracted), dot(diffracted, E_in),
-                             dot(diffracted, B_in))
-
-
 def polarization_basis(incident: Array, axis: Array) -> tuple[Array, Array]:
-    """(E_in, B_in): the unit E-vector closest to ``axis`` and B = axis × incident, normalised.
+    """(E_in, B_in): unit vectors ⊥ the incident beam, E_in the one closest to ``axis``.
 
-    B_in = unit(axis × î), E_in = unit(î × B_in); (..., 3) each.  Depends on the source
-    only, so a kernel can form it once per source and project each ray onto it.
+    B_in = unit(axis × incident), E_in = unit(incident × B_in); ``incident`` and
+    ``axis`` (..., 3) broadcast.
     """
     B_in = unitize(cross(axis, incident))
     return unitize(cross(incident, B_in)), B_in
 
 
 def kahn_polarization(kahn: Array, cos2t: Array, E_out: Array, B_out: Array) -> Array:
-    """½(1 + cos²2θ − K (E_out² − B_out²)) from the projections of the diffracted unit vector.
+    """Kahn polarisation factor ½(1 + cos²2θ − K cos 2ψ sin²2θ) (dimensionless).
 
-    cos2t = î·d̂, E_out = d̂·E_in, B_out = d̂·B_in (``polarization_basis``); see
-    ``polarization_factor`` for why E_out² − B_out² stands for cos 2ψ·sin²2θ.
+    From the projections of the unit diffracted ray d̂ on the incident beam (cos 2θ) and on
+    the basis of ``polarization_basis`` (E_out, B_out); K = ``kahn``.  The C program forms
+    ψ = −atan2(B_out, E_out); for unit vectors sin²2θ = E_out² + B_out², so
+    cos 2ψ·sin²2θ = E_out² − B_out²: the same number without atan2, whose derivative is
+    undefined at the direct beam (2θ = 0) and explodes near it.
     """
     return 0.5 * (1.0 + cos2t * cos2t - kahn * (E_out * E_out - B_out * B_out))
+
+
+def polarization_factor(kahn: Array, incident: Array, diffracted: Array, axis: Array) -> Array:
+    """``kahn_polarization`` for unit vectors ``incident`` and ``diffracted`` (..., 3).
+
+    They broadcast against each other; ψ is measured from the E-vector closest to ``axis``.
+    """
+    E_in, B_in = polarization_basis(incident, axis)
+    return kahn_polarization(kahn, dot(incident, diffracted), dot(diffracted, E_in),
+                             dot(diffracted, B_in))
 
 
 # F_w² r_e² 10⁶ N_A / MW × (10⁻⁶ m/µm)³: the water background per Φ·t_µm³.

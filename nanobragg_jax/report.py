@@ -325,6 +325,25 @@ def _image_files(argv: Sequence[str]) -> tuple[Optional[str], Optional[str]]:
     return mask, img
 
 
+@partial(jax.jit, static_argnames=("setup",))
+def _beam_raster(setup: Setup, params: Params) -> dict:
+    """The generated source raster as the log prints it, in one compiled call (evaluated
+    op by op, the same numbers cost ~40 tiny compilations per run of the command):
+    source positions (S, 3) m, dispersion wavelengths (W,) m, kept divergence tilts
+    (S,) and raster steps (rad)."""
+    hdiv, vdiv = beam_geo.divergence_angles(setup, params)
+    hstep, vstep = beam_geo.divergence_steps(setup, params)
+    return dict(positions=beam_geo.source_positions(setup, params),
+                wavelengths=beam_geo.wavelengths(setup, params), hdiv=hdiv, vdiv=vdiv,
+                hstep=hstep, vstep=vstep)
+
+
+def _beam_log(exp: Experiment) -> dict:
+    """``_beam_raster`` of the experiment in float64, as NumPy arrays."""
+    with jax.enable_x64(True):
+        return {k: np.asarray(v) for k, v in _beam_raster(exp.setup, _params64(exp)).items()}
+
+
 def _source_rows(exp: Experiment, st) -> list[tuple[float, float, float, float, float]]:
     """(X, Y, Z, weight, λ) of every source as the C program lists them (m, m, m, -, m)."""
     setup, p = exp.setup, exp.params
@@ -342,28 +361,22 @@ def _source_rows(exp: Experiment, st) -> list[tuple[float, float, float, float, 
             except Exception:  # the weights are informative only
                 pass
         return [(*dirs[i], weights[i], lam[i]) for i in range(dirs.shape[0])]
-    with jax.enable_x64(True):
-        p64 = _params64(exp)
-        positions = np.asarray(beam_geo.source_positions(setup, p64))
-        lam = np.asarray(beam_geo.wavelengths(setup, p64))
+    raster = _beam_log(exp)
+    positions, lam = raster["positions"], raster["wavelengths"]
     weight = 1.0 / max(setup.n_sources, 1)
     return [(*pos, weight, l) for pos in positions for l in lam]
 
 
 def _divergence_lines(exp: Experiment) -> list[tuple[float, float, float]]:
     """(hdiv, vdiv) of each kept raster point (rad), and the dispersion wavelengths (m)."""
-    with jax.enable_x64(True):
-        p64 = _params64(exp)
-        hdiv, vdiv = (np.asarray(x) for x in beam_geo.divergence_angles(exp.setup, p64))
-        lam = np.asarray(beam_geo.wavelengths(exp.setup, p64))
-    return list(zip(hdiv, vdiv)), list(lam)
+    raster = _beam_log(exp)
+    return list(zip(raster["hdiv"], raster["vdiv"])), list(raster["wavelengths"])
 
 
 def _div_steps(exp: Experiment) -> tuple[float, float]:
     """Divergence raster steps (rad)."""
-    with jax.enable_x64(True):
-        h, v = beam_geo.divergence_steps(exp.setup, _params64(exp))
-        return float(h), float(v)
+    raster = _beam_log(exp)
+    return float(raster["hstep"]), float(raster["vstep"])
 
 
 def summary_lines(exp: Experiment, argv: Sequence[str], *, banner: Optional[str] = None) -> list[str]:

@@ -15,7 +15,10 @@ leaves have a leading shot axis:
 * optional ``N`` (n, 3) cells and ``mosaic_spread`` (n,) deg (the latter scales
   the base setup's fixed mosaic draws, so the base needs ``-mosaic_domains`` > 1).
 
-``simulate_shots(setup, params, shots)`` returns (n, spixels, fpixels).  Inside,
+``simulate_shots(setup, params, shots)`` returns (n, spixels, fpixels); with
+``panels=`` (a ``panels.PanelStack`` of one shape) every shot renders every panel
+(``panels.simulate_panels``' renderer) and the result is (n, n_panels, n_slow,
+n_fast).  Inside,
 each device gets an equal share of the shots (``shard_map`` over a 1-D
 ``Mesh`` of the local devices, inputs placed with a ``NamedSharding``); a device
 walks its share in chunks with ``lax.map`` and renders the shots of a chunk
@@ -33,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 from functools import partial
-from typing import NamedTuple, Optional, Sequence, Union
+from typing import TYPE_CHECKING, NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +46,9 @@ from jax import Array
 from . import kernel, spectra
 from .config import Params, Setup
 from .geometry import crystal as crystal_geo
+
+if TYPE_CHECKING:  # annotations only: panels imports kernel machinery this module does not need
+    from .panels import PanelStack
 
 # Working-memory budget of one device's chunk (bytes) when none is given.
 DEFAULT_MEMORY_BUDGET = 256 << 20
@@ -147,7 +153,7 @@ def random_shots(setup: Setup, params: Params, n_shots: int, seed: int, *, start
     B = base_reciprocal(setup, params)
     lam0 = float(np.asarray(params.wavelength))
     if isinstance(spectrum, spectra.Spectrum):
-        spec = spectra.check_spectrum(*spectrum)
+        spec = spectra.along_beam(spectrum, "random_shots")
         lam = np.tile(spec.wavelengths, (n_shots, 1))
         w = np.tile(spec.weights, (n_shots, 1))
     elif spectrum == "mono":
@@ -216,15 +222,17 @@ def chunk_tile(setup: Setup, chunk: int) -> int:
     return max(kernel.TILE_QUANTUM, base_tile // max(1, chunk))
 
 
-def choose_chunk(setup: Setup, n_per_device: int, memory_budget: int, itemsize: int = 8) -> tuple[int, int]:
+def choose_chunk(setup: Setup, n_per_device: int, memory_budget: int, itemsize: int = 8,
+                 n_panels: int = 1) -> tuple[int, int]:
     """(shots per chunk, pixels per tile) for one device within ``memory_budget`` bytes.
 
-    The chunk's images (3 copies: result, padding, output) and its tile working
-    set (chunk × tile × rows × ~96 B) must fit; the tile is the kernel's own
-    choice divided among the chunk's shots (≥ 256 pixels).
+    The chunk's images (3 copies: result, padding, output; ``n_panels`` panels of
+    the setup's size each) and its tile working set (chunk × tile × rows × ~96 B)
+    must fit; the tile is the kernel's own choice divided among the chunk's
+    shots (≥ 256 pixels; with panels, a tile holds the same pixels of every panel).
     """
     rows = setup.thicksteps * setup.n_subpixels * setup.n_sources
-    n_pix = setup.spixels * setup.fpixels
+    n_pix = setup.spixels * setup.fpixels * max(1, int(n_panels))
     best = (1, chunk_tile(setup, 1))
     for c in range(1, max(1, n_per_device) + 1):
         tile = chunk_tile(setup, c)
@@ -236,12 +244,15 @@ def choose_chunk(setup: Setup, n_per_device: int, memory_budget: int, itemsize: 
 
 
 @partial(jax.jit, static_argnames=("setup", "chunk", "n_dev"))
-def _render(setup: Setup, params: Params, shots: Shots, chunk: int, n_dev: int) -> Array:
-    """(n, S, F) images of a padded batch (n a multiple of chunk·n_dev)."""
+def _render(setup: Setup, params: Params, shots: Shots, chunk: int, n_dev: int, panels=None) -> Array:
+    """(n, S, F) images — (n, P, S, F) with panels — of a padded batch (n a multiple of chunk·n_dev)."""
+    from .panels import simulate_panels
     from .simulate import _simulate  # the jitted single-image renderer (one device)
 
     def one(shot):
-        return _simulate(setup, shot_params(params, shot), 1)
+        if panels is None:
+            return _simulate(setup, shot_params(params, shot), 1)
+        return simulate_panels(setup, shot_params(params, shot), panels, devices=1)
 
     def local(params_, shots_):
         n = shots_.fluence.shape[0]
@@ -260,7 +271,8 @@ def _render(setup: Setup, params: Params, shots: Shots, chunk: int, n_dev: int) 
 
 
 def simulate_shots(setup: Setup, params: Params, shots: Shots, *, devices: Optional[int] = None,
-                   chunk: Optional[int] = None, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> Array:
+                   chunk: Optional[int] = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                   panels: Optional["PanelStack"] = None) -> Array:
     """Render every shot: (n_shots, spixels, fpixels), photons per pixel.
 
     Args:
@@ -272,18 +284,33 @@ def simulate_shots(setup: Setup, params: Params, shots: Shots, *, devices: Optio
         ``jax.local_devices()``).
       chunk: shots rendered together per device step (default: from ``memory_budget``).
       memory_budget: bytes of working memory per device for one chunk.
+      panels: a ``panels.PanelStack`` (one shape; ``params.pixel_size`` equal to
+        its pixel size) that replaces the setup's detector: every shot renders
+        every panel.
     Returns:
-      Array (n_shots, spixels, fpixels), sharded along the shot axis when
-      ``devices`` > 1.  Shot i equals ``simulate(*single_shot(setup, params, shots, i))``.
+      Array (n_shots, spixels, fpixels) — (n_shots, n_panels, n_slow, n_fast)
+      with ``panels`` —, sharded along the shot axis when ``devices`` > 1.
+      Shot i equals ``simulate(*single_shot(setup, params, shots, i))`` (with
+      panels: ``panels.simulate_panels(*single_shot(…), panels)``).
     """
     n = shots.n_shots
     S = shots.n_sources
     n_dev = len(jax.local_devices()) if devices is None else int(devices)
     n_dev = max(1, min(n_dev, n, len(jax.local_devices())))
     st = shot_setup(setup, S)
+    n_panels = 1
+    if panels is not None:
+        from .panels import panel_setup
+
+        # inside the jitted renderer the pixel size is traced and can no longer be checked
+        if not np.isclose(float(np.asarray(params.pixel_size)), panels.pixel_size, rtol=1e-9, atol=0.0):
+            raise ValueError(f"simulate_shots: panels have pixel size {panels.pixel_size} mm but "
+                             f"params.pixel_size is {float(np.asarray(params.pixel_size))} mm")
+        st = panel_setup(st, panels)  # idempotent: simulate_panels applies it again inside
+        n_panels = panels.n_panels
     per_dev = -(-n // n_dev)
     itemsize = jnp.dtype(jnp.result_type(params.wavelength)).itemsize
-    c, tile = choose_chunk(st, per_dev, memory_budget, itemsize)
+    c, tile = choose_chunk(st, per_dev, memory_budget, itemsize, n_panels)
     if chunk is not None:
         c = max(1, min(int(chunk), per_dev))
         tile = chunk_tile(st, c)
@@ -305,7 +332,7 @@ def simulate_shots(setup: Setup, params: Params, shots: Shots, *, devices: Optio
 
         mesh = Mesh(np.asarray(jax.local_devices()[:n_dev]), ("shots",))
         batch = jax.device_put(batch, NamedSharding(mesh, PS("shots")))
-    out = _render(st, params, batch, c, n_dev)
+    out = _render(st, params, batch, c, n_dev, panels)
     return out[:n] if total != n else out
 
 

@@ -11,6 +11,10 @@ program renders from a one-line ``-sourcefile`` (see
 ``kernel.source_weight_factors`` and docs/shots.md).  Only the ratios of the
 weights matter; the photon count is set by ``Params.fluence``.
 
+A spectrum is a ``model.Spectrum`` (the one concept, also ``nanobragg_jax.Spectrum``):
+the functions here return ``Spectrum(wavelengths=λ, weights=w)`` with sources along
+the beam (``directions=None``), which a model's ``Beam(spectrum=…)`` takes as it is.
+
 ``with_spectrum`` turns any (setup, params) into a weighted file-source
 simulation whose sources all travel along the beam.  ``sase_spectrum`` draws
 a self-amplified spontaneous emission (SASE) pulse: a Gaussian envelope filled
@@ -23,11 +27,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import NamedTuple, Union
+from typing import Union
 
 import numpy as np
 
 from .config import Params, Setup
+from .model.beam import Spectrum  # the one spectrum concept: model.Spectrum
 
 # h·c in eV·Å (CODATA 2018): λ[Å] = HC_EV_ANGSTROM / E[eV].
 HC_EV_ANGSTROM = 12398.419843320026
@@ -35,15 +40,8 @@ HC_EV_ANGSTROM = 12398.419843320026
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-class Spectrum(NamedTuple):
-    """Wavelengths (Å) and relative weights (unitless), both shape (S,)."""
-
-    wavelengths: np.ndarray
-    weights: np.ndarray
-
-
 def check_spectrum(wavelengths, weights, name: str = "spectrum") -> Spectrum:
-    """Validate and return a ``Spectrum`` (float64 copies).
+    """Validate and return a ``Spectrum`` of sources along the beam (float64 copies).
 
     Raises:
       ValueError: shapes differ or are empty, a wavelength is not finite and > 0,
@@ -58,7 +56,25 @@ def check_spectrum(wavelengths, weights, name: str = "spectrum") -> Spectrum:
         raise ValueError(f"{name}: wavelengths must be finite and > 0 Å")
     if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.sum(w) > 0:
         raise ValueError(f"{name}: weights must be finite, ≥ 0 and not all 0")
-    return Spectrum(lam, w)
+    return Spectrum(wavelengths=lam, weights=w)
+
+
+def weights_of(spectrum: Spectrum) -> np.ndarray:
+    """The spectrum's weights (float64), ones when it has none (the C program's equal sources)."""
+    lam = np.asarray(spectrum.wavelengths, np.float64)
+    return np.ones_like(lam) if spectrum.weights is None else np.asarray(spectrum.weights, np.float64)
+
+
+def along_beam(spectrum: Spectrum, name: str = "spectrum") -> Spectrum:
+    """``spectrum`` checked as a list of sources along the beam, with weights (ones if none).
+
+    Raises:
+      ValueError: the spectrum gives source directions (use ``Beam(spectrum=…)`` in a model
+        for sources off the beam axis), or bad wavelengths/weights.
+    """
+    if spectrum.directions is not None:
+        raise ValueError(f"{name}: sources along the beam only (this Spectrum gives directions)")
+    return check_spectrum(spectrum.wavelengths, weights_of(spectrum), name)
 
 
 def monochromatic(wavelength: float) -> Spectrum:
@@ -157,7 +173,7 @@ def write_spectrum(path: PathLike, spectrum: Spectrum) -> None:
     """Write a spectrum as two columns: wavelength (Å), weight."""
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("# wavelength_A weight\n")
-        for lam, w in zip(spectrum.wavelengths, spectrum.weights):
+        for lam, w in zip(np.asarray(spectrum.wavelengths, np.float64), weights_of(spectrum)):
             fh.write(f"{lam:.17g} {w:.17g}\n")
 
 
@@ -181,7 +197,7 @@ def with_spectrum(setup: Setup, params: Params, spectrum: Spectrum) -> tuple[Set
     Replaces the source list (divergence, dispersion or a source file) by one
     source per wavelength; the result recompiles once per number of channels.
     """
-    spec = check_spectrum(spectrum.wavelengths, spectrum.weights)
+    spec = along_beam(spectrum, "with_spectrum")
     S = spec.wavelengths.size
     dtype = np.asarray(params.wavelength).dtype
     new = params.replace(source_dirs=beam_source_dirs(params, S).astype(dtype),

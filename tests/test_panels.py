@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from nanobragg_jax import from_cli_args, simulate
-from nanobragg_jax.geometry import detector as det_geo
-from nanobragg_jax.panels import (PanelStack, group_by_shape, panel_frames, panel_lowering, panel_setup,
+from nanobragg_jax.panels import (PanelStack, group_by_shape, panel_frames, panel_lowering,
                                   rotation_matrices, simulate_detector, simulate_panels)
 
 from golden import compare, passes
@@ -278,3 +277,36 @@ def test_model_with_several_panels_renders_through_simulate_panels():
         h = 1e-5
         fd = [(float(loss(o.at[i].add(h))) - float(loss(o.at[i].add(-h)))) / (2 * h) for i in range(3)]
         np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-8 * float(np.abs(fd).max()))
+
+
+def test_float32_params_accept_the_stack_pixel_size():
+    """A pixel size that float32 cannot hold exactly (0.11 mm) is the same pixel size."""
+    exp = _small_exp(["-pixel", "0.11"])
+    stack = PanelStack(origin=exp.info["pix0"][None] * 1e3, fast=exp.info["fdet"][None],
+                       slow=exp.info["sdet"][None], n_fast=24, n_slow=20, pixel_size=0.11)
+    out = simulate_panels(exp.setup, exp.params.astype(np.float32), stack.astype(np.float32))
+    assert out.dtype == np.float32 and out.shape == (1, 20, 24)
+    with pytest.raises(ValueError, match="pixel size"):
+        simulate_panels(exp.setup, exp.params.astype(np.float32),
+                        PanelStack(origin=stack.origin, fast=stack.fast, slow=stack.slow, n_fast=24, n_slow=20,
+                                   pixel_size=0.1101))
+
+
+@pytest.mark.parametrize("tile, extra", [(1024, ()), (300, ()), (0, ("-detector_thick", "100", "-oversample_thick"))])
+def test_tiles_of_grouped_or_split_panels_give_each_panel_alone(tile, extra):
+    """Tiles of whole panels (with a padding panel), of chunks of one panel, and the general
+    path: every panel equals the same panel rendered alone."""
+    import dataclasses
+
+    exp = _small_exp(list(extra))
+    o, f, s = exp.info["pix0"] * 1e3, exp.info["fdet"], exp.info["sdet"]
+    origins = [o, o + 9.0 * f, o + 7.0 * s]
+    stack = PanelStack(origin=np.stack(origins), fast=np.stack([f] * 3), slow=np.stack([s] * 3),
+                       n_fast=24, n_slow=20, pixel_size=0.4)
+    setup = dataclasses.replace(exp.setup, tile_pixels=tile)
+    out = np.asarray(simulate_panels(setup, exp.params, stack))
+    for i, oi in enumerate(origins):
+        alone = PanelStack(origin=oi[None], fast=f[None], slow=s[None], n_fast=24, n_slow=20, pixel_size=0.4)
+        ref = np.asarray(simulate_panels(exp.setup, exp.params, alone))[0]
+        assert ref.max() > 0
+        np.testing.assert_allclose(out[i], ref, rtol=1e-12, atol=1e-12 * ref.max())

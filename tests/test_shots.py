@@ -52,6 +52,22 @@ def test_each_shot_with_per_shot_size_and_mosaic():
     assert not np.allclose(imgs[0] / imgs[0].sum(), imgs[1] / imgs[1].sum())
 
 
+def test_each_shot_of_a_multi_panel_detector_equals_simulate_panels():
+    """panels=: every shot renders every panel; shot i = simulate_panels of that shot."""
+    from nanobragg_jax.panels import PanelStack, simulate_panels
+
+    exp = from_cli_args(ARGS)
+    stack = PanelStack(origin=np.array([[50.0, -12, -12], [50.0, -12, 1]]), fast=np.array([[0.0, 0, 1]] * 2),
+                       slow=np.array([[0.0, 1, 0], [0.0, 1, 0]]), n_fast=10, n_slow=7, pixel_size=1.5)
+    sh = S.random_shots(exp.setup, exp.params, 3, seed=4, spectrum="sase", n_channels=2)
+    imgs = np.asarray(S.simulate_shots(exp.setup, exp.params, sh, chunk=2, panels=stack))
+    assert imgs.shape == (3, 2, 7, 10)
+    for i in range(3):
+        one = np.asarray(simulate_panels(*S.single_shot(exp.setup, exp.params, sh, i), stack))
+        assert one.max() > 0
+        np.testing.assert_allclose(imgs[i], one, rtol=1e-12, atol=1e-12 * one.max())
+
+
 def test_identity_orientation_is_the_base_image():
     """U = 1 with the base wavelength: the cell-setup image (matrix vs cell rounding only)."""
     exp = from_cli_args(ARGS + ["-misset", "10", "20", "30"])
@@ -146,3 +162,13 @@ def test_each_shot_on_the_general_path_with_interpolation(tmp_path):
     sh = S.random_shots(exp.setup, exp.params, 3, seed=2, spectrum="sase", n_channels=2)
     imgs = np.asarray(S.simulate_shots(exp.setup, exp.params, sh, chunk=2))
     _check_each_shot(exp, sh, imgs)
+
+
+@pytest.mark.slow
+def test_scaling_benchmark_runs_as_one_command():
+    """benchmarks.shots --only scaling: one child, 1 vs 2 devices alternating (tiny sizes)."""
+    r = subprocess.run([sys.executable, "-m", "benchmarks.shots", "--only", "scaling", "--det", "16",
+                        "--block", "4", "--reps", "1"], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert '"scaling_1_to_2"' in r.stdout and '"load_before"' in r.stdout

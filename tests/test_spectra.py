@@ -81,7 +81,7 @@ def _singles(setup, params, spec):
 @pytest.mark.parametrize("extra", [[], ["-dmin", "4"], ["-oversample", "2", "-detector_thick", "50", "-thicksteps", "2"]])
 def test_weighted_image_is_weighted_mean_of_single_wavelength_images(extra):
     exp = from_cli_args(ARGS + extra)
-    spec = spectra.Spectrum(np.array([0.99, 1.0, 1.013]), np.array([0.2, 1.0, 0.5]))
+    spec = spectra.Spectrum(np.array([0.99, 1.0, 1.013]), weights=np.array([0.2, 1.0, 0.5]))
     st, p = spectra.with_spectrum(exp.setup, exp.params, spec)
     img = np.asarray(simulate(st, p))
     ref = np.tensordot(spec.weights, _singles(exp.setup, exp.params, spec), 1) / spec.weights.sum()
@@ -92,7 +92,7 @@ def test_weighted_image_is_weighted_mean_of_single_wavelength_images(extra):
 def test_general_path_applies_the_same_weights():
     """The broadcast (general) path and the fast path agree on a weighted spectrum."""
     exp = from_cli_args(ARGS + ["-oversample", "2"])
-    spec = spectra.Spectrum(np.array([0.98, 1.0, 1.02, 1.03]), np.array([0.0, 3.0, 0.5, 1.0]))
+    spec = spectra.Spectrum(np.array([0.98, 1.0, 1.02, 1.03]), weights=np.array([0.0, 3.0, 0.5, 1.0]))
     st, p = spectra.with_spectrum(exp.setup, exp.params, spec)
     ctx = kernel.build_context(st, p)
     s, f = np.meshgrid(np.arange(st.spixels), np.arange(st.fpixels), indexing="ij")
@@ -114,9 +114,9 @@ def test_equal_weights_give_the_unweighted_image_with_water():
 
 def test_weight_scale_does_not_matter():
     exp = from_cli_args(ARGS)
-    spec = spectra.Spectrum(np.array([0.99, 1.01]), np.array([1.0, 2.0]))
+    spec = spectra.Spectrum(np.array([0.99, 1.01]), weights=np.array([1.0, 2.0]))
     st, p = spectra.with_spectrum(exp.setup, exp.params, spec)
-    st2, p2 = spectra.with_spectrum(exp.setup, exp.params, spec._replace(weights=spec.weights * 1e3))
+    st2, p2 = spectra.with_spectrum(exp.setup, exp.params, spec.replace(weights=spec.weights * 1e3))
     np.testing.assert_allclose(np.asarray(simulate(st2, p2)), np.asarray(simulate(st, p)), rtol=1e-13)
 
 
@@ -160,3 +160,15 @@ def test_read_spectrum_in_angstrom_and_ev(tmp_path):
     f.write_text("1.0 1\nabc 2\n")
     with pytest.raises(ValueError, match="line 2"):
         spectra.read_spectrum(f)
+
+
+def test_one_spectrum_concept_shared_with_the_model():
+    """spectra's spectra are model.Spectrum: usable in Beam(spectrum=…); directions refused here."""
+    import nanobragg_jax as nb
+
+    sase = spectra.sase_spectrum((1, 2), 1.3, n_channels=8)
+    assert isinstance(sase, nb.Spectrum) and sase.directions is None
+    nb.Beam(wavelength=1.3, spectrum=sase)  # the model takes it as it is
+    np.testing.assert_array_equal(spectra.weights_of(nb.Spectrum([1.0, 1.1])), [1.0, 1.0])
+    with pytest.raises(ValueError, match="along the beam"):
+        spectra.along_beam(nb.Spectrum([1.0], directions=[[-1.0, 0, 0]]))

@@ -240,21 +240,28 @@ def solid_angle(setup: Setup, frame: DetectorFrame, airpath: Array) -> Array:
     return frame.pixel_size**2 / (airpath * airpath) * frame.close_distance / airpath
 
 
-def capture_fraction(setup: Setup, mu: Array, diffracted: Array, odet: Array,
-                     layer_step: Array, layer: Optional[int] = None) -> Array:
+def capture_fraction(setup: Setup, mu: Array, diffracted: "Array | tuple[Array, Array, Array]",
+                     odet: Array, layer_step: Array, layer: Optional[int] = None) -> Array:
     """Fraction of the photons along each ray absorbed in sensor layer(s) (dimensionless).
 
     Layer t of thickness Δ (m) along a ray with obliquity ρ = d̂·odet absorbs
     exp(−tΔμ/ρ) − exp(−(t+1)Δμ/ρ), μ (1/m) the attenuation coefficient.
-    ``diffracted`` (..., 3): with ``layer`` None it is (..., T, n, n, 3) and every layer
-    is evaluated (shape (..., T, n, n)); with ``layer`` = t only that layer (shape (...)).
-    Without a sensor the fraction is 1.
+    ``diffracted`` (..., 3), or its three components (...) each (the kernel's
+    pixel-contiguous layout): with ``layer`` None it is (..., T, n, n[, 3]) and every
+    layer is evaluated (shape (..., T, n, n)); with ``layer`` = t only that layer
+    (shape (...)).  Without a sensor the fraction is 1.
     """
+    components = isinstance(diffracted, tuple)
+    first = diffracted[0] if components else diffracted[..., 0]
     if not setup.has_thickness:
-        return jnp.ones(diffracted.shape[:-1], diffracted.dtype)
-    parallax = V.dot(diffracted, odet)
+        return jnp.ones(first.shape, first.dtype)
+    if components:
+        parallax = diffracted[0] * odet[0] + diffracted[1] * odet[1] + diffracted[2] * odet[2]
+    else:
+        parallax = V.dot(diffracted, odet)
+    dtype = first.dtype
     if layer is None:
-        t = jnp.arange(setup.thicksteps, dtype=diffracted.dtype)[:, None, None]
+        t = jnp.arange(setup.thicksteps, dtype=dtype)[:, None, None]
     else:
         t = float(layer)
     return jnp.exp(-t * layer_step * mu / parallax) - jnp.exp(-(t + 1) * layer_step * mu / parallax)

@@ -131,10 +131,26 @@ class ExptModel:
     images: tuple = ()
 
     def panel_groups(self):
-        """Panels grouped by shape: [(indices, PanelStack)] (see panels.group_by_shape)."""
+        """Panels grouped by shape and sensor: [(indices, PanelStack)] (see panels.group_by_shape).
+
+        A panel with a sensor (thickness, mu > 0) renders with its own.  When the panels'
+        sensors differ, a panel without one has none (``PanelStack.no_sensor``); when they
+        are all alike, the sensor of the flags applies (see :func:`flags_for`).
+        """
+        import dataclasses as dc
+
         from ..panels import group_by_shape
 
-        return group_by_shape(self.panels)
+        groups = group_by_shape(self.panels)
+        if not self.shared_sensor():
+            groups = [(idx, st if st.thickness is not None else dc.replace(st, no_sensor=True))
+                      for idx, st in groups]
+        return groups
+
+    def shared_sensor(self) -> bool:
+        """Whether every panel has panel 0's sensor (thickness and mu, or none)."""
+        p0 = self.panels[0]
+        return all((p.thickness, p.mu) == (p0.thickness, p0.mu) for p in self.panels)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,12 +459,16 @@ def model_from_experiment(exp: Any, panels: Optional[Sequence[Any]] = None,
     else:
         from ..panels import _panel_fields
 
-        for i, p in enumerate(panels):
-            q = _panel_fields(p)
+        fields_ = [_panel_fields(p) for p in panels]
+        # panels whose sensors differ (an -expt with per-panel sensors) keep their own; else
+        # the experiment's sensor (the flags, which may add one to bare panels)
+        own = len({(q["thickness"], q["mu"]) for q in fields_}) > 1
+        for i, (p, q) in enumerate(zip(panels, fields_)):
+            t, m = (q["thickness"], q["mu"]) if own else (thickness, mu)
             plist.append(ExptPanel(origin=q["origin"], fast_axis=q["fast"], slow_axis=q["slow"],
                                    n_fast=q["n_fast"], n_slow=q["n_slow"], pixel_size=q["pixel_size"],
-                                   name=q["name"] or f"panel{i}", thickness=thickness, mu=mu,
-                                   material="Si" if thickness else ""))
+                                   name=q["name"] or f"panel{i}", thickness=t, mu=m,
+                                   material=(getattr(p, "material", "") or "Si") if t else ""))
     real = np.asarray(info["real_vectors"], np.float64)
     crystal = ExptCrystal(real_space=real, mosaicity=float(params.mosaic_spread))
     gonio = ExptGoniometer(rotation_axis=_unit(np.asarray(params.spindle_axis, np.float64)))
@@ -589,12 +609,23 @@ def simulation_from_expt(path: PathLike, argv: Sequence[str] = (), index: int = 
 def flags_for(model: ExptModel, argv: Sequence[str], matrix_file: PathLike, path: PathLike = "<expt>") -> list[str]:
     """``expt_argv`` for a run whose other flags are ``argv``: the crystal matrix is written for
     the wavelength the run ends up with (a later ``-lambda``/``-energy`` wins, as in the C
-    program's flag loop)."""
+    program's flag loop).
+
+    The sensor flags are those of the first panel with a sensor (panel 0's when all share
+    it): they fix the layer count (``-thicksteps`` in ``argv`` applies as in the C program).
+    When the panels' sensors differ, each panel renders with its own, and panels without
+    one with none (``ExptModel.panel_groups``).
+    """
     from ..report import _c_state
 
+    first = next((i for i, p in enumerate(model.panels) if p.thickness > 0 and p.mu > 0), 0)
     try:
         probe = expt_argv(model)
         lam = _c_state(probe + list(argv)).lambda0 * 1e10
-        return expt_argv(model, matrix_file=matrix_file, wavelength_A=lam)
+        argv0 = expt_argv(model, matrix_file=matrix_file, wavelength_A=lam)
+        if first != 0:  # panel 0 has no sensor: the sensor flags of the first one that has
+            p = model.panels[first]
+            argv0 += ["-detector_thick", _g(p.thickness * 1000.0), "-detector_abs", _g(1000.0 / p.mu)]
+        return argv0
     except ValueError as exc:
         raise InputFileError(path, str(exc)) from None

@@ -86,8 +86,8 @@ def precheck(paths: dict[str, str], model: Any) -> None:
         return
     if "-cbffile" in paths and len(model.panels) != 1:
         raise FlagError("-cbffile: a CBF holds one panel; use -h5file for a multi-panel detector")
-    if "-h5file" in paths and len({(p.n_fast, p.n_slow) for p in model.panels}) != 1:
-        raise FlagError("-h5file: panels of different shapes need one file per shape (not yet supported)")
+    if "-h5file" in paths and len({p.pixel_size for p in model.panels}) != 1:
+        raise FlagError("-h5file: panels of different pixel sizes cannot share one NXmx detector")
 
 
 def render_expt_panels(exp: Any, model: Any) -> tuple[Any, list, np.ndarray]:
@@ -131,6 +131,38 @@ def panels_solid_angle(exp: Any, groups: Sequence) -> float:
     return total
 
 
+def padded_panels(images: Sequence[np.ndarray], panels: Sequence[Any]) -> tuple[np.ndarray, list, Any]:
+    """Panels of different shapes in one NXmx data array: (images zero-padded to the largest
+    (slow, fast), float32; the panels as mappings of that shape for the writer; each panel's
+    true (slow, fast), or None when all shapes agree).  ``set_module_sizes`` then writes the
+    true sizes as each module's ``data_size``, so readers take only the panel's own pixels."""
+    from ..panels import _panel_fields
+
+    shapes = [np.shape(im) for im in images]
+    ns, nf = max(sh[0] for sh in shapes), max(sh[1] for sh in shapes)
+    stack = np.zeros((len(images), ns, nf), np.float32)
+    for k, im in enumerate(images):
+        stack[k, :shapes[k][0], :shapes[k][1]] = np.asarray(im, np.float32)
+    plist = []
+    for p in panels:
+        q = _panel_fields(p if not isinstance(p, dict) or "n_fast" in p else dict(p, n_fast=nf, n_slow=ns))
+        plist.append(dict(origin=q["origin"], fast_axis=q["fast"], slow_axis=q["slow"], n_fast=nf, n_slow=ns,
+                          pixel_size=q["pixel_size"], name=q["name"]))
+    return stack, plist, (None if len(set(shapes)) == 1 else shapes)
+
+
+def set_module_sizes(path: str, sizes: Sequence[tuple[int, int]]) -> None:
+    """Write each module's true ``data_size`` [1, slow, fast] into an NXmx file written from
+    :func:`padded_panels` (the NXmx way to place modules of different sizes in one array)."""
+    from .nexus import require_h5py
+
+    h5py = require_h5py()
+    with h5py.File(path, "r+") as fh:
+        det = fh["entry/instrument/detector"]
+        for i, (ns, nf) in enumerate(sizes):
+            det[f"module{i}/data_size"][...] = np.array([1, ns, nf], np.int32)
+
+
 def _panels_of(exp: Any, model: Any) -> list:
     if model is not None:
         return list(model.panels)
@@ -169,21 +201,17 @@ def write_outputs(paths: dict[str, str], exp: Any, model: Any, panel_images: Seq
     if "-h5file" in paths:
         from . import nexus
 
-        shapes = {im.shape for im in panel_images}
-        if len(shapes) != 1:
-            from ..flags import FlagError
-
-            raise FlagError("-h5file: panels of different shapes need one file per shape (not yet supported)")
-        stack = np.stack([np.asarray(im, np.float32) for im in panel_images])
-        phistep = float(params.phistep) * setup.phisteps if setup.phisteps > 1 else 0.0
+        stack, h5_panels, sizes = padded_panels(panel_images, panels)
         print(f"writing {paths['-h5file']} as NeXus/NXmx HDF5 ({stack.shape[0]} x {stack.shape[1]} x "
               f"{stack.shape[2]} float32)", file=out)
-        emit("-h5file", paths["-h5file"], lambda p: nexus.write_nxmx(p, stack, panels, wavelength=float(params.wavelength),
-                         beam_travel=np.asarray(params.beam_vector, np.float64),
-                         polarization_normal=truth.beam.polarization_normal,
-                         polarization_fraction=truth.beam.polarization_fraction,
-                         spindle_axis=np.asarray(params.spindle_axis, np.float64), phi=float(params.phi0),
-                         osc=phistep, sensor_thickness=truth.panels[0].thickness))
+
+        def write_h5(p: str) -> None:
+            nexus.write_nxmx(p, stack, h5_panels, wavelength=float(params.wavelength),
+                             **nexus.simulation_geometry(exp, truth))
+            if sizes is not None:  # panels of different shapes: each module's own size
+                set_module_sizes(p, sizes)
+
+        emit("-h5file", paths["-h5file"], write_h5)
     if "-cbffile" in paths:
         from ..flags import FlagError
         from . import cbf
