@@ -597,7 +597,7 @@ def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array)
         xs = ((q[0], q[1], q[2]) + ((pass_dmin,) if pass_dmin is not None else ())
               + ((w_rows,) if w_rows is not None else ()))
         total, _ = jax.lax.scan(outer, jnp.zeros((P,), dtype), xs)
-    total = _checkpoint_name(total, SUBPATH_SUM_NAME)  # kept by simulate's remat policy
+    total = _checkpoint_name(total, SUBPATH_SUM_NAME)  # kept by panels.simulate_panels' remat policy
     if not setup.has_hkl:
         total = ctx.default_F * ctx.default_F * total
     I = ctx.I_bg + total
