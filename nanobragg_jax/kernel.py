@@ -46,12 +46,14 @@ that the two paths agree to 1e-12.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import Array
 from jax.ad_checkpoint import checkpoint_name as _checkpoint_name
+from jax.custom_derivatives import SymbolicZero
 
 from . import physics
 from .config import Params, Setup
@@ -407,6 +409,80 @@ def pixel_photons(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
     return pixel_photons_general(setup, ctx, spixel, fpixel, linear_index, trigger)
 
 
+def tile_photons(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
+                 linear_index: Array, trigger: tuple[Array, Array]) -> Array:
+    """``pixel_photons`` of a tile, with derivatives evaluated ``DIFF_CHUNK`` pixels at a time.
+
+    The value is ``pixel_photons`` itself (the same fused pass over the whole tile).
+    Its tangent — and hence, transposed, its reverse-mode derivative — is a loop over
+    chunks of the tile's pixels, each chunk rematerialised from (ctx, its pixel
+    indices): nothing per pixel is stored between the forward and the backward pass,
+    and the backward pass of a chunk works on arrays of DIFF_CHUNK pixels, which stay
+    in cache.  (Differentiating the whole tile at once makes XLA:CPU write and re-read
+    dozens of tile-sized temporaries, several times the forward pass's cost.)  Each
+    pixel depends on ctx and its own indices only, so chunking changes no value.
+    Forward mode, ``vmap`` and higher orders go through the same rule.
+    """
+    return _tile_photons(setup, ctx, spixel, fpixel, linear_index, trigger[0], trigger[1])
+
+
+# Pixels per chunk in the derivative of a tile (``tile_photons``): the backward pass of a
+# chunk keeps its temporaries (~100 arrays of the chunk's length) near the cache; larger
+# chunks pay memory traffic, smaller ones the loop's per-iteration cost (4,096 was 1.1-1.5×
+# slower on canonical 1024², 262,144 5×; see docs/performance.md).
+DIFF_CHUNK = 16384
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _tile_photons(setup: Setup, ctx: Context, spixel: Array, fpixel: Array, linear_index: Array,
+                  trig_pixel: Array, trig_sub: Array) -> Array:
+    return pixel_photons(setup, ctx, spixel, fpixel, linear_index, (trig_pixel, trig_sub))
+
+
+def _tile_photons_jvp(setup: Setup, primals, tangents):
+    ctx, spixel, fpixel, linear_index, trig_pixel, trig_sub = primals
+    trigger = (trig_pixel, trig_sub)
+    out = pixel_photons(setup, ctx, spixel, fpixel, linear_index, trigger)
+    # Only the perturbed leaves of ctx are differentiated (the others are constants).
+    leaves, tree = jax.tree.flatten(ctx)
+    dleaves = jax.tree.leaves(tangents[0], is_leaf=lambda t: isinstance(t, SymbolicZero))
+    live = [i for i, t in enumerate(dleaves) if not isinstance(t, SymbolicZero)]
+    if not live:
+        return out, jnp.zeros_like(out)
+
+    def photons_of(values, s, f, o):
+        full = list(leaves)
+        for i, v in zip(live, values):
+            full[i] = v
+        return pixel_photons(setup, jax.tree.unflatten(tree, full), s, f, o, trigger)
+
+    def chunk_tangent(args):
+        s, f, o = args
+        return jax.jvp(lambda *v: photons_of(v, s, f, o), [leaves[i] for i in live],
+                       [dleaves[i] for i in live])[1]
+
+    # Rematerialised, also when the tile is one chunk: a tile inside a loop over tiles
+    # would otherwise store its residuals (every sub-path's) for every tile.
+    chunk_tangent = jax.checkpoint(chunk_tangent)
+    P = spixel.shape[0]
+    if P <= DIFF_CHUNK:
+        return out, chunk_tangent((spixel, fpixel, linear_index))
+    n = -(-P // DIFF_CHUNK)
+    pad = n * DIFF_CHUNK - P  # padding pixels repeat the last one; their tangents are dropped
+
+    def chunks(x):
+        if pad:
+            x = jnp.concatenate([x, jnp.broadcast_to(x[-1:], (pad,))])
+        return x.reshape(n, DIFF_CHUNK)
+
+    tangent = jax.lax.map(chunk_tangent,
+                          (chunks(spixel), chunks(fpixel), chunks(linear_index)))
+    return out, tangent.reshape(-1)[:P].astype(out.dtype)
+
+
+_tile_photons.defjvp(_tile_photons_jvp, symbolic_zeros=True)
+
+
 def subpath_terms(setup: Setup, ctx: Context, sp: SubPaths, linear_index: Array,
                   trigger: tuple[Array, Array]) -> tuple[Array, Array, Array]:
     """Each sub-path's addition to the running sum, F_cell²·F_latt² (× the source weight).
@@ -521,7 +597,7 @@ def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array)
         xs = ((q[0], q[1], q[2]) + ((pass_dmin,) if pass_dmin is not None else ())
               + ((w_rows,) if w_rows is not None else ()))
         total, _ = jax.lax.scan(outer, jnp.zeros((P,), dtype), xs)
-    total = _checkpoint_name(total, SUBPATH_SUM_NAME)  # kept by simulate's remat policy
+    total = _checkpoint_name(total, SUBPATH_SUM_NAME)  # kept by panels.simulate_panels' remat policy
     if not setup.has_hkl:
         total = ctx.default_F * ctx.default_F * total
     I = ctx.I_bg + total

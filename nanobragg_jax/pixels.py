@@ -90,14 +90,10 @@ def pixel_values(setup: Setup, params: Params, slow_idx: Array, fast_idx: Array)
     ctx = kernel.build_context(setup, params)
     no_trigger = (jnp.int32(0), jnp.int32(0))  # interpolation is excluded above
 
-    # As in ``simulate``: each tile is rematerialised under differentiation,
-    # keeping only the sub-path sums.
+    # As in ``simulate``: derivatives are taken in cache-sized chunks (kernel.tile_photons).
     def render_tile(args):
         s, f = args
-        return kernel.pixel_photons(setup, ctx, s, f, jnp.zeros_like(s), no_trigger)
-
-    render_tile = jax.checkpoint(
-        render_tile, policy=jax.checkpoint_policies.save_only_these_names(kernel.SUBPATH_SUM_NAME))
+        return kernel.tile_photons(setup, ctx, s, f, jnp.zeros_like(s), no_trigger)
     if n_tiles == 1:
         values = render_tile((S[0], F[0]))
     else:

@@ -190,15 +190,11 @@ def _simulate(setup: Setup, params: Params, n_dev: int = 1) -> Array:
     def render(params, S, F, order, trigger):
         ctx = kernel.build_context(setup, params)
 
-        # Under differentiation each tile is rematerialised: the backward pass
-        # recomputes the tile's per-pixel geometry instead of storing it for every
-        # tile, keeping only the sub-path sums (the expensive part).
+        # grad branch: kernel.tile_photons differentiates a tile in cache-sized chunks,
+        # recomputed from the pixel indices (nothing per pixel is stored for the backward pass).
         def render_tile(args):
             s, f, o = args
-            return kernel.pixel_photons(setup, ctx, s, f, o, trigger)
-
-        render_tile = jax.checkpoint(
-            render_tile, policy=jax.checkpoint_policies.save_only_these_names(kernel.SUBPATH_SUM_NAME))
+            return kernel.tile_photons(setup, ctx, s, f, o, trigger)
 
         if S.shape[0] == 1:  # one tile: no loop (and no stacked residuals under grad)
             return render_tile((S[0], F[0], order[0]))[None]
