@@ -7,23 +7,38 @@ ROI (pixels outside it are 0) and the same mask — at a cost proportional to
 the number of listed pixels, not to the detector.  It is differentiable with
 respect to ``params`` like ``simulate``.
 
+Multi-panel detectors.  With ``panels`` (a :class:`~nanobragg_jax.panels.PanelStack`)
+the pixels are triples (panel, slow, fast) and the values are those of
+``simulate_panels(setup, params, panels, mask)[panel, slow, fast]``.  Each
+pixel is rendered in the detector frame of its own panel
+(:func:`~nanobragg_jax.panels.panel_frames`, gathered per pixel), so the cost
+stays proportional to the pixel count whatever the number of panels, and
+gradients reach every panel's origin, fast and slow axes — hence the per-panel
+shift and rotation of :func:`nanobragg_jax.refine.panel_pose`.
+
 Compilation.  The pixel list is padded to a *bucket* (the next power of two,
 at least ``MIN_BUCKET``); the padded entries repeat the first pixel and are
 dropped from the result.  The pixel indices are traced arguments, so one
-compiled program (per ``Setup``, bucket, dtype) serves every pixel list whose
-length falls in that bucket: changing which pixels — or how many, within a
-bucket — does not recompile the forward pass or its gradient.
+compiled program (per ``Setup``, bucket, dtype, panel count) serves every pixel
+list whose length falls in that bucket: changing which pixels — or how many,
+within a bucket — does not recompile the forward pass or its gradient.
 
-Not supported: tricubic interpolation (``Setup.interpolate``).  The C program
-switches interpolation off for the rest of the image at the first sub-path,
-in raster order, whose neighbourhood leaves the HKL grid; a pixel's value then
-depends on every pixel before it, which a sparse evaluation cannot know
-without rendering the whole image.  Those setups raise NotImplementedError
-(render with ``simulate`` instead).
-
-Panels: ``panel_idx`` is accepted for the multi-panel interface of the panels
-branch; only ``None`` (the single detector of ``Setup``/``Params``) is
-supported here.
+Tricubic interpolation (``Setup.interpolate``).  The C program turns
+interpolation off for the rest of the image at the first sub-path, in raster
+order of the ROI (of each panel, for panels: each is its own C run), whose
+4×4×4 neighbourhood leaves the HKL grid; a pixel's value therefore depends on
+where that switch lies.  Sparse mode reproduces it exactly: it first locates
+the switch as the full renderer does — the same ``kernel.interpolation_trigger``
+scanned tile by tile in raster order, stopping at the first tile that trips
+it — and then renders each listed pixel with its raster index, so pixels before
+the switch are interpolated and pixels after it are not, exactly as in the full
+image.  The scan usually ends in the first tile (the first rows of a detector
+are its highest-resolution pixels), but when nothing trips it the scan covers
+the geometry (not the structure factors) of every pixel: the sparse cost is
+then no longer proportional to the pixel count.  ``interpolation_switch`` gives
+the switch on its own; pass it as ``trigger=`` to reuse it across calls (the
+switch is discrete and carries no gradient; reused at other parameters the
+values equal the full image only while the switch stays where it was).
 """
 
 from __future__ import annotations
@@ -33,10 +48,12 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
 from . import kernel
 from .config import Params, Setup
+from .geometry.detector import roi_bounds
 
 # Smallest bucket (pixels).  Buckets are powers of two, so a pixel list wastes
 # at most half its bucket, and lists of 1…MIN_BUCKET pixels share a program.
@@ -49,64 +66,210 @@ def bucket_size(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
-def _check_setup(setup: Setup) -> None:
-    if setup.interpolate:
-        raise NotImplementedError(
-            "simulate_pixels: tricubic interpolation (-interpolate) is not supported: the C "
-            "program turns interpolation off for the rest of the image at the first pixel, in "
-            "raster order, whose neighbourhood leaves the HKL grid, so a pixel's value depends "
-            "on all pixels rendered before it. Use simulate() for such setups, or -nointerpolate.")
-
-
 def _tile_for(setup: Setup, n: int) -> tuple[int, int]:
     """(tile, n_tiles) covering ``n`` padded pixels with the kernel's tile size."""
     tile = min(kernel.tile_pixels(setup), n)
     return tile, -(-n // tile)
 
 
-def pixel_values(setup: Setup, params: Params, slow_idx: Array, fast_idx: Array) -> Array:
-    """Photons at pixels (slow_idx[i], fast_idx[i]) — un-jitted, for use inside jit/vmap/grad.
+def _raster_index(setup: Setup, S: Array, F: Array) -> Array:
+    """Each pixel's position in the raster order of the ROI (the full renderer's ``order``)."""
+    fmin, fmax, smin, _ = roi_bounds(setup)
+    return (S - smin) * (fmax - fmin + 1) + (F - fmin)
 
-    The same values as ``simulate(setup, params)[slow_idx, fast_idx]``: pixels
-    outside the ROI or masked are 0.  The index arrays (any integer dtype, shape
-    (n,)) may be traced; ``n`` fixes the compiled shapes (see ``simulate_pixels``
-    for the padding that keeps ``n`` within a few sizes).  Indices must lie on
-    the detector (0 ≤ s < spixels, 0 ≤ f < fpixels).
+
+def _panel_setup(setup: Setup, panels) -> Setup:
+    from .panels import panel_setup
+
+    return panel_setup(setup, panels)
+
+
+def interpolation_switch(setup: Setup, params: Params, panels=None,
+                         mask: Optional[Array] = None) -> tuple[Array, Array]:
+    """Where the C program turns tricubic interpolation off: (raster index, sub-path index).
+
+    Single detector: two int32 scalars, as ``simulate.interpolation_switch``
+    (``(n_valid, K)`` when it never happens, n_valid the ROI's pixel count and
+    K the sub-paths per pixel).  With ``panels``: two (n_panels,) arrays, the
+    switch of each panel in its own raster order (as ``simulate_panels``).
+    ``(0, 0)`` (nothing is interpolated) when ``setup.interpolate`` is off.
+    Un-jitted (traceable); no gradient flows through it.
     """
-    _check_setup(setup)
+    params = jax.lax.stop_gradient(params)
+    if panels is None:
+        if not setup.interpolate:
+            return jnp.int32(0), jnp.int32(0)
+        from .simulate import _interpolation_switch, _tile_indices, _tiling
+
+        tile, n_tiles, n_valid = _tiling(setup)
+        if n_valid == 0:
+            return jnp.int32(0), jnp.int32(setup.subpaths_per_pixel)
+        S, F, order = _tile_indices(setup, tile, n_tiles)
+        return _interpolation_switch(setup, params, S, F, order, n_valid)
+    psetup = _panel_setup(setup, panels)
+    n_panels = panels.n_panels
+    if not psetup.interpolate:
+        return jnp.zeros((n_panels,), jnp.int32), jnp.zeros((n_panels,), jnp.int32)
+    return _panel_switch(psetup, params, panels, mask)
+
+
+def _panel_switch(psetup: Setup, params: Params, panels, mask: Optional[Array]) -> tuple[Array, Array]:
+    """Each panel's (raster index, sub-path index) of the interpolation switch.
+
+    The tiles of all panels are scanned together in raster order (the tiling of
+    ``simulate_panels``) until every panel has found its switch or the panels
+    end; a panel that never trips it gets (n_valid, K).
+    """
+    from .panels import _tiling, panel_frames
+
+    frames = jax.lax.stop_gradient(panel_frames(panels, params))
+    ctx = kernel.build_context(psetup, params)
+    n_panels = panels.n_panels
+    nf, ns = psetup.fpixels, psetup.spixels
+    n_valid = nf * ns
+    K = psetup.subpaths_per_pixel
+    tile, n_tiles = _tiling(psetup, n_panels)
+    order = jnp.arange(n_tiles * tile, dtype=jnp.int32).reshape(n_tiles, tile)
+    lin = jnp.minimum(order, n_valid - 1)
+    S, F = lin // nf, lin % nf
+    order = jnp.minimum(order, n_valid)
+    if mask is not None:
+        mask = jnp.broadcast_to(jnp.asarray(mask), panels.shape)
+    none = jnp.full((n_panels,), n_valid, jnp.int32)
+
+    def searching(state):
+        i, p_star, _ = state
+        return (i < n_tiles) & jnp.any(p_star == n_valid)
+
+    def next_tile(state):
+        i, p_star, k_star = state
+        s, f, o = S[i], F[i], order[i]
+
+        def one(frame, m):
+            act = o < n_valid
+            if m is not None:
+                act = act & (m[s, f] != 0)
+            return kernel.interpolation_trigger(psetup, ctx._replace(frame=frame), s, f, act)
+
+        first = jax.vmap(one)(frames, mask)  # (panels, tile)
+        hit = first < K
+        j = jnp.argmax(hit, axis=1)
+        found = jnp.any(hit, axis=1) & (p_star == n_valid)
+        p_star = jnp.where(found, o[j], p_star).astype(jnp.int32)
+        k_star = jnp.where(found, jnp.take_along_axis(first, j[:, None], 1)[:, 0], k_star)
+        return i + 1, p_star, k_star.astype(jnp.int32)
+
+    _, p_star, k_star = jax.lax.while_loop(
+        searching, next_tile, (jnp.int32(0), none, jnp.full((n_panels,), K, jnp.int32)))
+    return p_star, k_star
+
+
+def _remat(render_tile):
+    # As ``panels.simulate_panels``: each panel tile is rematerialised under
+    # differentiation, keeping only the sub-path sums.
+    return jax.checkpoint(
+        render_tile, policy=jax.checkpoint_policies.save_only_these_names(kernel.SUBPATH_SUM_NAME))
+
+
+def _map_tiles(render_tile, xs: tuple, n_tiles: int) -> Array:
+    if n_tiles == 1:
+        return render_tile(tuple(x[0] for x in xs))
+    return jax.lax.map(render_tile, xs).reshape(-1)
+
+
+def pixel_values(setup: Setup, params: Params, slow_idx: Array, fast_idx: Array,
+                 panel_idx: Optional[Array] = None, panels=None, mask: Optional[Array] = None,
+                 trigger: Optional[tuple[Array, Array]] = None) -> Array:
+    """Photons at the listed pixels — un-jitted, for use inside jit/vmap/grad.
+
+    Single detector (``panels=None``): the values of
+    ``simulate(setup, params)[slow_idx, fast_idx]``; pixels outside the ROI or
+    masked (``params.mask`` with ``setup.has_mask``) are 0.  With ``panels`` (a
+    ``PanelStack``) and ``panel_idx``: the values of
+    ``simulate_panels(setup, params, panels, mask)[panel_idx, slow_idx, fast_idx]``
+    (``mask``: (n_panels, n_slow, n_fast) or (n_slow, n_fast), 0 = not rendered).
+    The index arrays (integer, shape (n,)) may be traced; ``n`` fixes the
+    compiled shapes (see ``simulate_pixels`` for the padding that keeps ``n``
+    within a few sizes).  Indices must lie on the detector / panels.
+    ``trigger``: the interpolation switch (see ``interpolation_switch``; found
+    here when ``None`` and the setup interpolates).
+    """
     dtype = jnp.result_type(params.wavelength)
     S = jnp.asarray(slow_idx).astype(jnp.int32).reshape(-1)
     F = jnp.asarray(fast_idx).astype(jnp.int32).reshape(-1)
     n = S.shape[0]
     if n == 0:
         return jnp.zeros((0,), dtype)
+    if panels is not None:
+        P = (jnp.zeros_like(S) if panel_idx is None
+             else jnp.asarray(panel_idx).astype(jnp.int32).reshape(-1))
+        return _panel_pixel_values(setup, params, panels, P, S, F, mask, trigger)
+    if panel_idx is not None:
+        raise ValueError("pixel_values: panel_idx needs panels (a PanelStack)")
+    if trigger is None:
+        trigger = interpolation_switch(setup, params)
     tile, n_tiles = _tile_for(setup, n)
     pad = n_tiles * tile - n
+    Sp, Fp = S, F
     if pad:
-        S = jnp.concatenate([S, jnp.broadcast_to(S[:1], (pad,))])
-        F = jnp.concatenate([F, jnp.broadcast_to(F[:1], (pad,))])
-    S = S.reshape(n_tiles, tile)
-    F = F.reshape(n_tiles, tile)
+        Sp = jnp.concatenate([S, jnp.broadcast_to(S[:1], (pad,))])
+        Fp = jnp.concatenate([F, jnp.broadcast_to(F[:1], (pad,))])
+    Op = _raster_index(setup, Sp, Fp)
     ctx = kernel.build_context(setup, params)
-    no_trigger = (jnp.int32(0), jnp.int32(0))  # interpolation is excluded above
 
     # As in ``simulate``: derivatives are taken in cache-sized chunks (kernel.tile_photons).
     def render_tile(args):
-        s, f = args
-        return kernel.tile_photons(setup, ctx, s, f, jnp.zeros_like(s), no_trigger)
-    if n_tiles == 1:
-        values = render_tile((S[0], F[0]))
-    else:
-        values = jax.lax.map(render_tile, (S, F)).reshape(-1)
+        s, f, o = args
+        return kernel.tile_photons(setup, ctx, s, f, o, trigger)
+
+    values = _map_tiles(render_tile, tuple(x.reshape(n_tiles, tile) for x in (Sp, Fp, Op)), n_tiles)
     values = values[:n].astype(dtype)
-    S, F = S.reshape(-1)[:n], F.reshape(-1)[:n]
 
     # The ROI (as ``simulate``: pixels outside it are never rendered) and the mask.
-    fmin, fmax, smin, smax = setup.roi
-    inside = (S >= max(smin, 0)) & (S <= smax) & (F >= max(fmin, 0)) & (F <= fmax)
+    fmin, fmax, smin, smax = roi_bounds(setup)
+    inside = (S >= smin) & (S <= smax) & (F >= fmin) & (F <= fmax)
     if setup.has_mask:
         inside = inside & (jnp.asarray(params.mask)[S, F] != 0)
     return jnp.where(inside, values, 0.0)
+
+
+def _panel_pixel_values(setup: Setup, params: Params, panels, P: Array, S: Array, F: Array,
+                        mask: Optional[Array], trigger: Optional[tuple[Array, Array]]) -> Array:
+    """``pixel_values`` on a PanelStack: each pixel in its own panel's frame."""
+    from .panels import panel_frames
+
+    dtype = jnp.result_type(params.wavelength)
+    psetup = _panel_setup(setup, panels)
+    n = S.shape[0]
+    if mask is not None:
+        mask = jnp.broadcast_to(jnp.asarray(mask), panels.shape)
+    if trigger is None:
+        trigger = interpolation_switch(setup, params, panels, mask)
+    p_star, k_star = (jnp.broadcast_to(jnp.asarray(t, jnp.int32), (panels.n_panels,)) for t in trigger)
+    frames = panel_frames(panels, params)
+    ctx = kernel.build_context(psetup, params)
+    tile, n_tiles = _tile_for(psetup, n)
+    pad = n_tiles * tile - n
+    Pp, Sp, Fp = P, S, F
+    if pad:
+        Pp, Sp, Fp = (jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad,))]) for x in (P, S, F))
+    Op = Sp * psetup.fpixels + Fp  # raster order within the panel (the whole panel is the ROI)
+
+    def one(frame, s, f, o, ps, ks):
+        out = kernel.pixel_photons(psetup, ctx._replace(frame=frame), s[None], f[None], o[None], (ps, ks))
+        return out[0]
+
+    def render_tile(args):
+        p, s, f, o = args
+        frame = jax.tree_util.tree_map(lambda x: x[p], frames)  # each pixel's panel frame
+        return jax.vmap(one)(frame, s, f, o, p_star[p], k_star[p])
+
+    values = _map_tiles(_remat(render_tile), tuple(x.reshape(n_tiles, tile) for x in (Pp, Sp, Fp, Op)),
+                        n_tiles)
+    values = values[:n].astype(dtype)
+    if mask is not None:
+        values = jnp.where(mask[P, S, F] != 0, values, 0.0)
+    return values
 
 
 @partial(jax.jit, static_argnames=("setup",))
@@ -114,63 +277,101 @@ def _pixels_jit(setup: Setup, params: Params, S: Array, F: Array) -> Array:
     return pixel_values(setup, params, S, F)
 
 
-def pad_pixels(slow_idx, fast_idx, bucket: Optional[int] = None) -> tuple[Array, Array, int]:
-    """Pad two index lists to ``bucket`` entries (default ``bucket_size(n)``), repeating the first.
+@partial(jax.jit, static_argnames=("setup",))
+def _panel_pixels_jit(setup: Setup, params: Params, panels, P: Array, S: Array, F: Array,
+                      mask: Optional[Array]) -> Array:
+    return pixel_values(setup, params, S, F, panel_idx=P, panels=panels, mask=mask)
 
-    Returns (slow, fast, n).  Useful to build fixed-shape inputs for ``pixel_values``
-    inside your own ``jit``/``vmap`` (e.g. several shots with different spot counts).
+
+def pad_pixels(slow_idx, fast_idx, bucket: Optional[int] = None, panel_idx=None):
+    """Pad index lists to ``bucket`` entries (default ``bucket_size(n)``), repeating the first.
+
+    Returns (slow, fast, n), or (slow, fast, panel, n) when ``panel_idx`` is
+    given.  Useful to build fixed-shape inputs for ``pixel_values`` inside your
+    own ``jit``/``vmap`` (e.g. several shots with different spot counts).
     """
-    S = jnp.asarray(slow_idx, jnp.int32).reshape(-1)
-    F = jnp.asarray(fast_idx, jnp.int32).reshape(-1)
-    n = int(S.shape[0])
-    if F.shape[0] != n:
-        raise ValueError(f"slow_idx and fast_idx differ in length ({n} vs {F.shape[0]})")
+    lists = [jnp.asarray(x, jnp.int32).reshape(-1) for x in (slow_idx, fast_idx)]
+    if panel_idx is not None:
+        lists.append(jnp.asarray(panel_idx, jnp.int32).reshape(-1))
+    n = int(lists[0].shape[0])
+    if any(int(x.shape[0]) != n for x in lists):
+        raise ValueError(f"pixel index lists differ in length ({[int(x.shape[0]) for x in lists]})")
     size = bucket_size(n) if bucket is None else int(bucket)
     if size < n:
         raise ValueError(f"bucket {size} is smaller than the pixel count {n}")
     if size > n:
-        fill_s = S[:1] if n else jnp.zeros((1,), jnp.int32)
-        fill_f = F[:1] if n else jnp.zeros((1,), jnp.int32)
-        S = jnp.concatenate([S, jnp.broadcast_to(fill_s, (size - n,))])
-        F = jnp.concatenate([F, jnp.broadcast_to(fill_f, (size - n,))])
-    return S, F, n
+        lists = [jnp.concatenate([x, jnp.broadcast_to(x[:1] if n else jnp.zeros((1,), jnp.int32),
+                                                      (size - n,))]) for x in lists]
+    return (*lists, n)
+
+
+def _check_indices(name: str, idx, size: int, what: str) -> None:
+    if isinstance(idx, jax.core.Tracer):
+        return
+    a = np.asarray(idx).reshape(-1)
+    if a.size and (a.min() < 0 or a.max() >= size):
+        raise ValueError(f"simulate_pixels: {name} outside the {what} (0 ≤ {name} < {size})")
 
 
 def simulate_pixels(setup: Setup, params: Params, slow_idx, fast_idx,
-                    panel_idx=None, bucket: Optional[int] = None) -> Array:
-    """Photons (n,) at the listed pixels, equal to ``simulate(setup, params)[slow_idx, fast_idx]``.
+                    panel_idx=None, bucket: Optional[int] = None, *, panels=None,
+                    mask: Optional[Array] = None) -> Array:
+    """Photons (n,) at the listed pixels, equal to the full image there.
 
     Args:
-      setup: static description (hashable).  Tricubic interpolation raises
-        NotImplementedError (see the module docstring).
+      setup: static description (hashable).  Tricubic interpolation is
+        reproduced exactly (see the module docstring for its cost).
       params: continuous parameters; the result has their floating dtype and is
         differentiable with respect to every one of them (``jax.grad`` through
         this function compiles once per (setup, bucket)).
-      slow_idx, fast_idx: integer pixel indices, shape (n,), on the detector.
-      panel_idx: panel of each pixel for multi-panel detectors; only ``None``
-        (the single detector described by ``setup``/``params``) is supported.
+      slow_idx, fast_idx: integer pixel indices, shape (n,), on the detector
+        (on the panel with ``panels``).
+      panel_idx: the panel of each pixel, shape (n,); needs ``panels``.
       bucket: padded length (≥ n); default: the next power of two ≥ max(n, 64).
+      panels: a ``PanelStack``: the pixels are (panel, slow, fast) of
+        ``simulate_panels(setup, params, panels, mask)``; its origins and axes
+        are differentiable (e.g. through ``refine.panel_pose``).
+      mask: with ``panels`` only, (n_panels, n_slow, n_fast) or (n_slow, n_fast),
+        0 = not rendered.  (The single detector uses ``params.mask``.)
     Returns:
-      Array (n,) in photons per pixel; pixels outside the ROI or masked are 0.
-    Cost: proportional to the bucket, i.e. at most 2× the pixel count.
+      Array (n,) in photons per pixel — ``simulate(setup, params)[slow, fast]``,
+      or ``simulate_panels(...)[panel, slow, fast]``; pixels outside the ROI or
+      masked are 0.
+    Cost: proportional to the bucket, i.e. at most 2× the pixel count (plus the
+    interpolation switch's scan with ``-interpolate``).
     """
-    if panel_idx is not None:
-        raise NotImplementedError("simulate_pixels: panel_idx needs the multi-panel detector "
-                                  "(panels branch); pass None for the single detector")
-    _check_setup(setup)
-    if not isinstance(slow_idx, jax.core.Tracer):
-        import numpy as np
+    dtype = jnp.result_type(params.wavelength)
+    if panels is None:
+        if panel_idx is not None:
+            raise ValueError("simulate_pixels: panel_idx needs panels= (a PanelStack); the single "
+                             "detector of setup/params has no panels")
+        _check_indices("slow_idx", slow_idx, setup.spixels, "detector")
+        _check_indices("fast_idx", fast_idx, setup.fpixels, "detector")
+        S, F, n = pad_pixels(slow_idx, fast_idx, bucket)
+        if n == 0:
+            return jnp.zeros((0,), dtype)
+        from .simulate import _needs_wide_edges  # the same float64 edge rule as simulate
 
-        s_np, f_np = np.asarray(slow_idx).reshape(-1), np.asarray(fast_idx).reshape(-1)
-        if s_np.size and (s_np.min() < 0 or s_np.max() >= setup.spixels or f_np.min() < 0
-                          or f_np.max() >= setup.fpixels):
-            raise ValueError(f"simulate_pixels: pixel indices outside the {setup.spixels}×"
-                             f"{setup.fpixels} detector")
-    S, F, n = pad_pixels(slow_idx, fast_idx, bucket)
+        if _needs_wide_edges(setup, params):
+            return _pixels_jit(setup, params.astype(jnp.float64), S, F)[:n].astype(jnp.float32)
+        return _pixels_jit(setup, params, S, F)[:n]
+
+    from .panels import _check_pixel_size
+    from .simulate import _needs_wide_edges
+
+    _check_pixel_size(panels, params)
+    if panel_idx is None:
+        if panels.n_panels != 1:
+            raise ValueError(f"simulate_pixels: panel_idx is needed for {panels.n_panels} panels")
+        panel_idx = np.zeros(np.shape(slow_idx), np.int32)
+    _check_indices("panel_idx", panel_idx, panels.n_panels, "panels")
+    _check_indices("slow_idx", slow_idx, panels.n_slow, "panel")
+    _check_indices("fast_idx", fast_idx, panels.n_fast, "panel")
+    S, F, P, n = pad_pixels(slow_idx, fast_idx, bucket, panel_idx)
     if n == 0:
-        return jnp.zeros((0,), jnp.result_type(params.wavelength))
-    from .simulate import _needs_wide_edges  # the same float64 edge rule as simulate
-
-    if _needs_wide_edges(setup, params):
-        return _pixels_jit(setup, params.astype(jnp.float64), S, F)[:n].astype(jnp.float32)
-    return _pixels_jit(setup, params, S, F)[:n]
+        return jnp.zeros((0,), dtype)
+    psetup = _panel_setup(setup, panels)
+    if _needs_wide_edges(psetup, params):
+        return _panel_pixels_jit(setup, params.astype(jnp.float64), panels.astype(jnp.float64), P, S, F,
+                                 mask)[:n].astype(jnp.float32)
+    return _panel_pixels_jit(setup, params, panels, P, S, F, mask)[:n]

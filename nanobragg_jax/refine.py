@@ -20,6 +20,8 @@ Detector
   * ``detector_pose``: a lab-frame shift (mm) of the detector and a change of
     its rotation angles (deg), as ``beam_center``, ``distance``,
     ``detector_rotation`` (beam pivot).
+  * ``panel_pose``: per-panel shift (mm) and rotation vector (rad) of a
+    multi-panel ``PanelStack`` (for ``simulate_pixels(panels=)``).
 Beam
   * ``spectrum``: every wavelength λ ← λ·(1 + scale) + shift.
 Outside the kernel
@@ -35,7 +37,7 @@ Uncertainties
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple, Optional
+from typing import TYPE_CHECKING, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +49,9 @@ from .geometry import crystal as crystal_geo
 from .geometry import detector as det_geo
 from .geometry import vectors as V
 from .safe import safe_norm
+
+if TYPE_CHECKING:
+    from .panels import PanelStack
 
 # ---------------------------------------------------------------------------------------------
 # orientation
@@ -265,6 +270,30 @@ def detector_pose(setup: Setup, ref: Params, shift_mm: Array,
     if rotation_deg is not None:
         out["detector_rotation"] = jnp.asarray(ref.detector_rotation) + jnp.asarray(rotation_deg)
     return out
+
+
+def panel_pose(panels: "PanelStack", shift_mm: Optional[Array] = None,
+               rotvec_rad: Optional[Array] = None) -> "PanelStack":
+    """Move each panel of a ``PanelStack``: a rotation about its own centre, then a shift.
+
+    For panel i with centre cᵢ (the middle of its pixel area), origin Oᵢ and
+    axes fᵢ, sᵢ, rotation vector rᵢ (rad, lab frame: |rᵢ| about rᵢ/|rᵢ|,
+    ``panels.rotation_matrices``) and shift tᵢ (mm, lab frame):
+
+        fᵢ' = R(rᵢ)·fᵢ,   sᵢ' = R(rᵢ)·sᵢ,   Oᵢ' = cᵢ + R(rᵢ)·(Oᵢ − cᵢ) + tᵢ.
+
+    Zeros give the reference panels.  Rotating about the centre (not the
+    origin corner) keeps a panel's shift and tilt nearly uncorrelated.
+    Differentiable to any order in both (the rotation uses its Taylor series
+    near 0).  ``shift_mm``, ``rotvec_rad``: (n_panels, 3) or (3,) (the same
+    for every panel); ``None`` = no change.  Returns the moved ``PanelStack``.
+    """
+    n = panels.n_panels
+    if shift_mm is not None:
+        shift_mm = jnp.broadcast_to(jnp.asarray(shift_mm), (n, 3))
+    if rotvec_rad is not None:
+        rotvec_rad = jnp.broadcast_to(jnp.asarray(rotvec_rad), (n, 3))
+    return panels.perturbed(shift_mm, rotvec_rad)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,6 +27,11 @@ outer corner of pixel (0, 0) is
 so the pixel holding it is (⌊slow⌋, ⌊fast⌋) and pixel (s, f) is centred at
 (s + ½, f + ½).  Ignored: the parallax of a thick sensor and the curved detector.
 
+Multi-panel detectors (``panels=``, a ``PanelStack``): each panel is such a
+plane (its frame from ``panels.panel_frames``); a ray is assigned to the panel
+whose pixel area it crosses — the nearest one (smallest t) where panels
+overlap along the ray — and ``Spots.panel`` records it (−1 for none).
+
 This is host-side numpy (the geometry comes from the same JAX functions the
 kernel uses): it selects pixels, it is not differentiated.
 """
@@ -59,8 +64,11 @@ class Spots:
       wavelength: (n,) wavelength of the source used, Å.
       slow, fast: (n,) position on the detector in pixels (continuous, from the
         outer corner of pixel (0, 0); NaN if the ray misses the detector plane).
-      on_detector: (n,) bool, the position lies inside the spixels × fpixels area.
+      on_detector: (n,) bool, the position lies inside the spixels × fpixels area
+        (inside a panel's area, for panels).
       F: (n,) structure factor of the reflection (grid value or default_F).
+      panel: (n,) int, the panel the spot lands on (0 for the single detector of
+        ``setup``; −1 when a multi-panel detector's panels all miss it).
     """
 
     hkl: np.ndarray
@@ -73,6 +81,7 @@ class Spots:
     fast: np.ndarray
     on_detector: np.ndarray
     F: np.ndarray
+    panel: np.ndarray
 
     def __len__(self) -> int:
         return int(self.hkl.shape[0])
@@ -110,17 +119,24 @@ def crystal_reciprocal(setup: Setup, params: Params) -> np.ndarray:
     return np.stack([np.cross(b, c), np.cross(c, a), np.cross(a, b)]) / vol
 
 
-def detector_d_min(setup: Setup, params: Params) -> float:
-    """Finest resolution (Å) reached on the detector: at its corners (flat detector), ≥ λ_min/2."""
-    frame = det_geo.detector_frame(setup, params)
-    pix0, f, s = _np(frame.pix0), _np(frame.fdet), _np(frame.sdet)
-    px = float(frame.pixel_size)
+def detector_d_min(setup: Setup, params: Params, panels=None) -> float:
+    """Finest resolution (Å) reached on the detector: at its corners (flat detector, or
+    every panel of ``panels``), ≥ λ_min/2."""
+    if panels is None:
+        frame = det_geo.detector_frame(setup, params)
+        pix0, f, s = _np(frame.pix0)[None], _np(frame.fdet)[None], _np(frame.sdet)[None]
+        ext_f, ext_s = setup.fpixels * float(frame.pixel_size), setup.spixels * float(frame.pixel_size)
+    else:
+        from .panels import panel_frames
+
+        frames = panel_frames(panels, params)
+        pix0, f, s = _np(frames.pix0), _np(frames.fdet), _np(frames.sdet)
+        ext_f, ext_s = panels.n_fast * panels.pixel_size * 1e-3, panels.n_slow * panels.pixel_size * 1e-3
     src = beam_geo.sources(setup, params)
     inc, lam = _np(src.incident), _np(src.wavelength) * 1e10
-    corners = np.array([pix0 + i * setup.fpixels * px * f + j * setup.spixels * px * s
-                        for i in (0, 1) for j in (0, 1)])
+    corners = np.concatenate([pix0 + i * ext_f * f + j * ext_s * s for i in (0, 1) for j in (0, 1)])
     u = corners / np.linalg.norm(corners, axis=1, keepdims=True)
-    cos2t = np.clip(u @ inc.T, -1.0, 1.0)  # (4, S)
+    cos2t = np.clip(u @ inc.T, -1.0, 1.0)  # (corners, S)
     stol = np.sqrt((1.0 - cos2t) / 2.0) / lam  # sin θ / λ
     return float(max(1.0 / (2.0 * stol.max()), lam.min() / 2.0))
 
@@ -148,7 +164,8 @@ def _hkl_box(recip: np.ndarray, d_min: float) -> np.ndarray:
 
 def predict_spots(setup: Setup, params: Params, d_min: Optional[float] = None,
                   d_max: float = np.inf, max_excitation: Optional[float] = None,
-                  use_F_grid: Optional[bool] = None, only_on_detector: bool = True) -> Spots:
+                  use_F_grid: Optional[bool] = None, only_on_detector: bool = True,
+                  panels=None) -> Spots:
     """List the Bragg spots of a still (φ-centre, mosaic-centre crystal) on the detector.
 
     Args:
@@ -160,12 +177,16 @@ def predict_spots(setup: Setup, params: Params, d_min: Optional[float] = None,
         the setup has one; reflections off the grid then get F = 0); without
         a grid every reflection has F = default_F (none if default_F = 0).
       only_on_detector: drop spots whose ray misses the detector area.
+      panels: a ``PanelStack`` for a multi-panel detector (the detector fields
+        of ``params`` are then not used; the default ``d_min`` comes from the
+        panels' corners).  ``Spots.panel`` tells where each spot lands;
+        positions are in that panel's pixels.
     Returns:
       ``Spots`` sorted by resolution (low angle first).
     """
     recip = crystal_reciprocal(setup, params)
     if d_min is None:
-        d_min = detector_d_min(setup, params)
+        d_min = detector_d_min(setup, params, panels)
     hkl = _hkl_box(recip, d_min)
     q = hkl @ recip
     qlen = np.linalg.norm(q, axis=1)
@@ -205,18 +226,34 @@ def predict_spots(setup: Setup, params: Params, d_min: Optional[float] = None,
     hkl, q, qlen, F, eps, lam_b, s_hat = (x[keep] for x in (hkl, q, qlen, F, eps, lam_b, s_hat))
 
     # detector intersection
-    frame = det_geo.detector_frame(setup, params)
-    pix0, fdet, sdet, odet = (_np(getattr(frame, n)) for n in ("pix0", "fdet", "sdet", "odet"))
-    px = float(frame.pixel_size)
-    denom = s_hat @ odet
-    t = np.where(denom > 0, float(pix0 @ odet) / np.where(denom > 0, denom, 1.0), np.nan)
-    hit = t[:, None] * s_hat - pix0
-    fast = hit @ fdet / px
-    slow = hit @ sdet / px
-    on = (np.isfinite(t) & (t > 0) & (fast >= 0) & (fast < setup.fpixels) & (slow >= 0)
-          & (slow < setup.spixels))
+    if panels is None:
+        frame = det_geo.detector_frame(setup, params)
+        planes = [tuple(_np(getattr(frame, n)) for n in ("pix0", "fdet", "sdet", "odet"))]
+        px, n_slow, n_fast = float(frame.pixel_size), setup.spixels, setup.fpixels
+    else:
+        from .panels import panel_frames
+
+        frames = panel_frames(panels, params)
+        planes = list(zip(*(_np(getattr(frames, n)) for n in ("pix0", "fdet", "sdet", "odet"))))
+        px, n_slow, n_fast = panels.pixel_size * 1e-3, panels.n_slow, panels.n_fast
+    best_t = np.full(len(hkl), np.inf)
+    slow = np.full(len(hkl), np.nan)
+    fast = np.full(len(hkl), np.nan)
+    panel = np.full(len(hkl), -1 if panels is not None else 0)
+    on = np.zeros(len(hkl), bool)
+    for i, (pix0, fdet, sdet, odet) in enumerate(planes):
+        denom = s_hat @ odet
+        t = np.where(denom > 0, float(pix0 @ odet) / np.where(denom > 0, denom, 1.0), np.nan)
+        hit = t[:, None] * s_hat - pix0
+        f_i, s_i = hit @ fdet / px, hit @ sdet / px
+        on_i = (np.isfinite(t) & (t > 0) & (f_i >= 0) & (f_i < n_fast) & (s_i >= 0) & (s_i < n_slow))
+        take = on_i & (t < best_t) if panels is not None else np.ones(len(hkl), bool)
+        best_t = np.where(take, t, best_t)
+        slow, fast = np.where(take, s_i, slow), np.where(take, f_i, fast)
+        panel, on = np.where(take, i, panel), on | on_i
     spots = Spots(hkl=hkl.astype(int), q=q, s=s_hat, d=1.0 / qlen, excitation=eps,
-                  wavelength=lam_b, slow=slow, fast=fast, on_detector=on, F=F)
+                  wavelength=lam_b, slow=slow, fast=fast, on_detector=on, F=F,
+                  panel=panel.astype(int))
     if only_on_detector:
         spots = spots.select(on)
     return spots.select(np.argsort(-spots.d, kind="stable"))
@@ -231,39 +268,47 @@ class Shoeboxes:
       spot: (m,) index into the ``Spots`` the boxes were built from: the spot
         whose centre is nearest to the pixel (a pixel in two boxes goes to one).
       n_spots: number of spots (boxes).
+      panel: (m,) int panel of each pixel (0 for the single detector).
     """
 
     slow: np.ndarray
     fast: np.ndarray
     spot: np.ndarray
     n_spots: int
+    panel: np.ndarray
 
     def __len__(self) -> int:
         return int(self.slow.shape[0])
 
 
-def shoeboxes(spots: Spots, setup: Setup, half_size: int = 3) -> Shoeboxes:
+def shoeboxes(spots: Spots, setup: Setup, half_size: int = 3, panels=None) -> Shoeboxes:
     """Square boxes of (2·half_size + 1)² pixels centred on each spot's pixel.
 
-    Boxes are clipped to the detector (and its ROI) and deduplicated; pixels
-    are returned in raster order.
+    Boxes are clipped to the detector (and its ROI) — to the spot's panel with
+    ``panels`` (a ``PanelStack``; a box does not spill onto a neighbouring
+    panel) — and deduplicated; pixels are returned in (panel,) raster order.
     """
     s_c, f_c = spots.pixel
-    fmin, fmax, smin, smax = setup.roi
-    fmin, smin = max(fmin, 0), max(smin, 0)
-    fmax, smax = min(fmax, setup.fpixels - 1), min(smax, setup.spixels - 1)
+    if panels is None:
+        fmin, fmax, smin, smax = det_geo.roi_bounds(setup)
+        p_c = np.zeros(len(s_c), int)
+    else:
+        fmin, fmax, smin, smax = 0, panels.n_fast - 1, 0, panels.n_slow - 1
+        p_c = np.asarray(spots.panel)
     off = np.arange(-half_size, half_size + 1)
     ds, df = np.meshgrid(off, off, indexing="ij")
     S = (s_c[:, None] + ds.ravel()[None, :]).ravel()
     F = (f_c[:, None] + df.ravel()[None, :]).ravel()
     owner = np.repeat(np.arange(len(s_c)), off.size**2)
-    ok = (S >= smin) & (S <= smax) & (F >= fmin) & (F <= fmax) & (np.repeat(s_c, off.size**2) >= 0)
-    S, F, owner = S[ok], F[ok], owner[ok]
+    P = p_c[owner]
+    ok = (S >= smin) & (S <= smax) & (F >= fmin) & (F <= fmax) & (s_c[owner] >= 0) & (P >= 0)
+    S, F, P, owner = S[ok], F[ok], P[ok], owner[ok]
     # nearest spot centre for pixels claimed by several boxes
     dist = (S + 0.5 - spots.slow[owner]) ** 2 + (F + 0.5 - spots.fast[owner]) ** 2
-    order = np.lexsort((dist, F, S))
-    S, F, owner = S[order], F[order], owner[order]
+    order = np.lexsort((dist, F, S, P))
+    S, F, P, owner = S[order], F[order], P[order], owner[order]
     first = np.ones(len(S), bool)
-    first[1:] = (S[1:] != S[:-1]) | (F[1:] != F[:-1])
+    first[1:] = (S[1:] != S[:-1]) | (F[1:] != F[:-1]) | (P[1:] != P[:-1])
     return Shoeboxes(slow=S[first].astype(np.int32), fast=F[first].astype(np.int32),
-                     spot=owner[first].astype(np.int32), n_spots=len(spots))
+                     spot=owner[first].astype(np.int32), n_spots=len(spots),
+                     panel=P[first].astype(np.int32))

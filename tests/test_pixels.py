@@ -1,6 +1,6 @@
 """Sparse evaluation (``pixels.simulate_pixels``) equals the full image at the listed pixels.
 
-Values must agree with ``simulate`` to 1e-12 relative (float64) on setups that
+Values must agree with ``simulate`` (``simulate_panels`` for panels) to 1e-12 relative (float64) on setups that
 exercise oversampling, sensor thickness, mosaic domains, φ steps, dispersion,
 divergence, the general (loop-order) path, an ROI and a mask; gradients of a
 sparse loss equal the gradient of the same loss written on the full image.
@@ -115,11 +115,143 @@ def test_same_bucket_does_not_recompile():
     assert pixels._pixels_jit._cache_size() - before <= 1
 
 
-def test_interpolation_and_panels_refused():
+def test_bad_indices_refused():
     setup, params = _load("mosflm_misset")
-    with pytest.raises(NotImplementedError, match="interpolat"):
-        simulate_pixels(dataclasses.replace(setup, interpolate=True), params, [0], [0])
-    with pytest.raises(NotImplementedError, match="panel"):
+    with pytest.raises(ValueError, match="panel"):
         simulate_pixels(setup, params, [0], [0], panel_idx=[0])
     with pytest.raises(ValueError, match="outside"):
         simulate_pixels(setup, params, [setup.spixels], [0])
+    setup, params, stack = _panel_case()
+    with pytest.raises(ValueError, match="panel_idx"):
+        simulate_pixels(setup, params, [0], [0], [stack.n_panels], panels=stack)
+    with pytest.raises(ValueError, match="panel_idx is needed"):
+        simulate_pixels(setup, params, [0], [0], panels=stack)
+
+
+# ---------------------------------------------------------------------------------------------
+# tricubic interpolation: the C program's switch, found as the full image finds it
+
+
+def _interpolated(tmp_path, extra=()):
+    """N = 2 turns interpolation on; with this detector the switch lies mid-image (pixel
+    ~143 of 192 without an ROI), so pixels on both sides of it are listed."""
+    rng = np.random.default_rng(0)
+    hkl = tmp_path / "f.hkl"
+    hkl.write_text("".join(f"{h} {k} {l} {rng.uniform(10, 100):.3f}\n" for h in range(-6, 7)
+                           for k in range(-6, 7) for l in range(-6, 7)))
+    exp = from_cli_args(["-hkl", str(hkl), "-cell", "30", "30", "30", "90", "90", "90", "-N", "2",
+                         "-lambda", "1.0", "-detpixels_f", "16", "-detpixels_s", "12", "-pixel", "1.0",
+                         "-Xbeam", "4", "-Ybeam", "4", "-distance", "80", "-oversample", "2",
+                         "-misset", "5", "10", "15", *extra])
+    assert exp.setup.interpolate
+    return exp
+
+
+@pytest.mark.parametrize("extra", [pytest.param((), marks=pytest.mark.slow),  # ~30 s at load 5
+                                   ("-roi", "1", "15", "2", "11")])
+def test_interpolated_sparse_equals_full_image(tmp_path, monkeypatch, extra):
+    from nanobragg_jax.pixels import interpolation_switch
+    from nanobragg_jax.simulate import interpolation_switch as full_switch
+
+    monkeypatch.chdir(tmp_path)  # the Fdump.bin cache goes here
+    exp = _interpolated(tmp_path, extra)
+    setup, params = exp.setup, exp.params
+    p_star, k_star = (int(x) for x in interpolation_switch(setup, params))
+    assert (p_star, k_star) == tuple(int(x) for x in full_switch(setup, params))
+    fmin, fmax, smin, smax = setup.roi
+    n_valid = (min(fmax, 15) - fmin + 1) * (min(smax, 11) - smin + 1)
+    assert 0 < p_star < n_valid - 10, (p_star, n_valid)  # pixels before and after the switch
+    image = np.asarray(simulate(setup, params))
+    s, f = _random_pixels(setup, setup.spixels * setup.fpixels, seed=6)
+    sparse = np.asarray(simulate_pixels(setup, params, s, f))
+    np.testing.assert_allclose(sparse, image[s, f], rtol=1e-12, atol=1e-12 * image.max())
+    # the switch passed in gives the same values
+    again = np.asarray(simulate_pixels(setup, params, s[:50], f[:50]))
+    np.testing.assert_allclose(again, image[s[:50], f[:50]], rtol=1e-12, atol=1e-12 * image.max())
+
+
+# ---------------------------------------------------------------------------------------------
+# multi-panel detectors: (panel, slow, fast) of simulate_panels
+
+
+def _panel_case(extra=(), offsets=((0.0, 0.0, 0.0), (0.0, -3.0, 5.0), (1.0, 6.0, -4.0))):
+    """Three panels of 24 × 20 (one with fast and slow swapped) around a small crystal."""
+    from nanobragg_jax.panels import PanelStack
+
+    exp = from_cli_args(["-cell", "70", "80", "90", "90", "90", "90", "-default_F", "100", "-N", "5",
+                         "-lambda", "1.0", "-detpixels_f", "24", "-detpixels_s", "20", "-pixel", "0.4",
+                         "-oversample", "2", "-fdet_vector", "0", "0", "1", "-sdet_vector", "0", "-1", "0",
+                         "-odet_vector", "1", "0", "0", "-distance", "60", "-Xbeam", "1.0", "-Ybeam", "2.0",
+                         "-misset", "10", "20", "30", *extra])
+    o, f, s = exp.info["pix0"] * 1e3, exp.info["fdet"], exp.info["sdet"]
+    n = len(offsets)
+    stack = PanelStack(origin=np.stack([o + np.asarray(d) for d in offsets]),
+                       fast=np.stack([f, f, s][:n]), slow=np.stack([s, s, f][:n]), n_fast=24, n_slow=20,
+                       pixel_size=0.4)
+    return exp.setup, jax.tree_util.tree_map(jnp.asarray, exp.params), stack
+
+
+def test_panel_pixels_equal_simulate_panels():
+    from nanobragg_jax.panels import simulate_panels
+
+    setup, params, stack = _panel_case()
+    rng = np.random.default_rng(7)
+    mask = (rng.uniform(size=stack.shape) > 0.2).astype(np.float64)
+    for m in (None, mask):
+        image = np.asarray(simulate_panels(setup, params, stack, m))
+        assert all(image[i].sum() > 0 for i in range(stack.n_panels))
+        P, S, F = np.unravel_index(rng.permutation(image.size)[:300], image.shape)
+        sparse = np.asarray(simulate_pixels(setup, params, S, F, P, panels=stack, mask=m))
+        assert np.count_nonzero(image[P, S, F]) > 100
+        np.testing.assert_allclose(sparse, image[P, S, F], rtol=1e-12, atol=1e-12 * image.max())
+
+
+@pytest.mark.slow  # ~20 s at load 5
+def test_interpolated_panel_pixels_switch_per_panel(tmp_path, monkeypatch):
+    from nanobragg_jax.panels import PanelStack, simulate_panels
+    from nanobragg_jax.pixels import interpolation_switch
+
+    monkeypatch.chdir(tmp_path)
+    exp = _interpolated(tmp_path)
+    o, f, s = exp.info["pix0"] * 1e3, exp.info["fdet"], exp.info["sdet"]
+    stack = PanelStack(origin=np.stack([o + np.array([0.0, 2.0, 0.0]), o]), fast=np.stack([f, f]),
+                       slow=np.stack([s, s]), n_fast=16, n_slow=12, pixel_size=1.0)
+    p_star, _ = interpolation_switch(exp.setup, exp.params, stack)
+    assert np.all((np.asarray(p_star) > 0) & (np.asarray(p_star) < 16 * 12))
+    image = np.asarray(simulate_panels(exp.setup, exp.params, stack))
+    P, S, F = np.unravel_index(np.random.default_rng(8).permutation(image.size), image.shape)
+    sparse = np.asarray(simulate_pixels(exp.setup, exp.params, S, F, P, panels=stack))
+    np.testing.assert_allclose(sparse, image[P, S, F], rtol=1e-12, atol=1e-12 * image.max())
+
+
+@pytest.mark.slow  # ~40 s at load 5 (the full-image gradient and 24 central differences)
+def test_panel_pose_gradients_equal_the_full_image_and_central_differences():
+    """d/d(shift, rotation) of each panel: the sparse loss has the gradient of the same loss
+    on simulate_panels, and both match central differences."""
+    from nanobragg_jax.panels import simulate_panels
+    from nanobragg_jax.refine import panel_pose
+
+    setup, params, stack = _panel_case(("-N", "3", "-oversample", "1"),
+                                       offsets=((0.0, 0.0, 0.0), (0.0, -3.0, 5.0)))
+    image = np.asarray(simulate_panels(setup, params, stack))
+    P, S, F = np.nonzero(image > 1e-2 * image.max())  # pixels with intensity on both panels
+    assert set(P.tolist()) == {0, 1} and P.size > 40
+    w = jnp.asarray(np.random.default_rng(9).uniform(0.5, 1.5, P.size)) / image.sum()
+
+    def sparse(x):
+        return jnp.sum(w * simulate_pixels(setup, params, S, F, P,
+                                           panels=panel_pose(stack, x[:, :3], x[:, 3:])))
+
+    def full(x):
+        return jnp.sum(w * simulate_panels(setup, params, panel_pose(stack, x[:, :3], x[:, 3:]))[P, S, F])
+
+    x0 = jnp.zeros((2, 6))
+    g = np.asarray(jax.grad(sparse)(x0))
+    np.testing.assert_allclose(g, np.asarray(jax.grad(full)(x0)), rtol=1e-10, atol=1e-12 * np.abs(g).max())
+    assert np.all(g != 0)
+    for i in range(2):
+        for k in range(6):
+            h = 1e-4 if k < 3 else 1e-6  # mm, rad
+            e = jnp.zeros((2, 6)).at[i, k].set(h)
+            fd = (float(sparse(x0 + e)) - float(sparse(x0 - e))) / (2 * h)
+            assert abs(fd - g[i, k]) <= 1e-5 * np.abs(g[:, k]).max(), (i, k, fd, g[i, k])

@@ -133,6 +133,65 @@ def test_detector_pose_moves_pix0_by_the_shift(flags):
         modes=("fwd", "rev"), eps=1e-3, rtol=1e-6)
 
 
+def _panel_stack():
+    from nanobragg_jax.panels import PanelStack
+
+    exp = from_cli_args("-cell 70 80 90 90 90 90 -default_F 100 -N 3 -lambda 1.0 -detpixels_f 12 "
+                        "-detpixels_s 10 -pixel 0.8 -oversample 1 -fdet_vector 0 0 1 -sdet_vector 0 -1 0 "
+                        "-odet_vector 1 0 0 -distance 60 -Xbeam 1.0 -Ybeam 2.0 -misset 10 20 30".split())
+    o, f, s = exp.info["pix0"] * 1e3, exp.info["fdet"], exp.info["sdet"]
+    stack = PanelStack(origin=np.stack([o, o + np.array([0.0, -3.0, 5.0])]), fast=np.stack([f, f]),
+                       slow=np.stack([s, s]), n_fast=12, n_slow=10, pixel_size=0.8)
+    return exp, stack
+
+
+def _panel_pose_loss():
+    """Two 12 × 10 panels with spots on both; a weighted sum of their (sparse) photons."""
+    from nanobragg_jax.panels import simulate_panels
+
+    exp, stack = _panel_stack()
+    setup, params = exp.setup, jax.tree_util.tree_map(jnp.asarray, exp.params)
+    image = np.asarray(simulate_panels(setup, params, stack))
+    P, S, F = np.nonzero(image > 1e-2 * image.max())
+    assert set(P.tolist()) == {0, 1}
+    w = jnp.asarray(np.random.default_rng(3).uniform(0.5, 1.5, P.size)) / image.sum()
+
+    def loss(x):  # x (2, 6): shift (mm), rotation vector (mrad) per panel
+        moved = R.panel_pose(stack, x[:, :3], 1e-3 * x[:, 3:])
+        return jnp.sum(w * simulate_pixels(setup, params, S, F, P, panels=moved))
+
+    return stack, loss
+
+
+def test_panel_pose_identity_and_rigid_motion():
+    _, stack = _panel_stack()
+    same = R.panel_pose(stack, jnp.zeros((2, 3)), jnp.zeros((2, 3)))
+    np.testing.assert_allclose(np.asarray(same.origin), stack.origin, atol=1e-15)
+    r = jnp.asarray([[0.0, 0.0, 0.0], [0.01, -0.02, 0.03]])
+    moved = R.panel_pose(stack, jnp.asarray([1.0, 2.0, 3.0]), r)  # one shift for all panels
+    np.testing.assert_allclose(np.asarray(moved.origin[0]) - stack.origin[0], [1.0, 2.0, 3.0], atol=1e-12)
+    # the centre of a rotated panel moves by the shift only; its axes stay orthonormal
+    np.testing.assert_allclose(np.asarray(moved.centers()[1] - stack.centers()[1]), [1.0, 2.0, 3.0],
+                               atol=1e-12)
+    np.testing.assert_allclose(float(jnp.dot(moved.fast[1], moved.slow[1])), 0.0, atol=1e-14)
+
+
+@pytest.mark.slow  # compiles the kernel's jvp and vjp: ~45 s at load 6
+def test_panel_pose_check_grads_through_sparse_pixels():
+    """Order 1 (forward and reverse) on pixels with intensity on both panels."""
+    _, loss = _panel_pose_loss()
+    x0 = jnp.full((2, 6), 0.01)
+    assert float(loss(x0)) > 0
+    check_grads(loss, (x0,), order=1, modes=("fwd", "rev"), eps=1e-3, atol=1e-7, rtol=1e-4)
+
+
+@pytest.mark.slow  # second order through the kernel: ~160 s at load 6
+def test_panel_pose_check_grads_order2():
+    _, loss = _panel_pose_loss()
+    check_grads(loss, (jnp.full((2, 6), 0.01),), order=2, modes=("fwd", "rev"), eps=1e-3, atol=1e-7,
+                rtol=1e-3)
+
+
 def test_detector_pose_refuses_sample_pivot():
     setup, params = _exp("-cell 60 60 60 90 90 90 -default_F 100 -detpixels 8 -xds")
     with pytest.raises(NotImplementedError, match="beam-pivot"):

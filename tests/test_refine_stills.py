@@ -43,3 +43,16 @@ def test_refine_stills_recovers_truth_within_3_sigma():
     assert np.all(np.abs(z) < 3), ex.table(problem, result)
     # and far better than the start (each parameter started one perturbation away)
     assert np.all(np.abs(result.x - problem.x_true) < 0.2 * problem.scale), ex.table(problem, result)
+
+
+@pytest.mark.slow  # ~60 s at load 7 (per-pixel panel frames: a second compile of the model)
+def test_refine_stills_on_panels_recovers_truth_within_3_sigma():
+    """The same refinement with each detector cut into 2 × 2 panels (``--panels``): spots,
+    shoeboxes and pixels per panel; the distance moves every panel along the beam."""
+    ex = _load_example()
+    problem = ex.make_problem(seed=1, panels=True)
+    assert problem.panels is not None and set(np.unique(np.asarray(problem.P)).tolist()) == {0, 1, 2, 3}
+    result = ex.Refiner(problem).run(problem)
+    z = ex.z_scores(problem, result)
+    assert result.converged
+    assert np.all(np.abs(z) < 3), ex.table(problem, result)

@@ -88,3 +88,47 @@ def test_ewald_geometry_and_friedel():
     k = s0 + spots.q
     np.testing.assert_allclose(np.linalg.norm(k, axis=1) - 1 / spots.wavelength, spots.excitation,
                                atol=1e-12)
+
+
+def test_spots_on_panels_match_the_panel_images():
+    """A 2×2 panel detector with 1 mm gaps: each spot is reported on the panel whose image
+    has its maximum there; a one-panel stack equal to the detector predicts the same spots;
+    the panels' shoeboxes, rendered sparsely, equal simulate_panels there."""
+    from nanobragg_jax.panels import PanelStack, simulate_panels
+    from nanobragg_jax.pixels import simulate_pixels
+
+    exp = from_cli_args(CONFIGS["canonical_misset"].replace("-detpixels 128", "-detpixels 96").split())
+    setup, params = exp.setup, exp.params
+    o, f, s = exp.info["pix0"] * 1e3, exp.info["fdet"], exp.info["sdet"]
+    one = PanelStack(origin=o[None], fast=f[None], slow=s[None], n_fast=96, n_slow=96, pixel_size=0.5)
+    ref, got = predict_spots(setup, params), predict_spots(setup, params, panels=one)
+    np.testing.assert_array_equal(ref.hkl, got.hkl)
+    np.testing.assert_allclose(got.slow, ref.slow, atol=1e-9)
+    np.testing.assert_allclose(got.fast, ref.fast, atol=1e-9)
+    assert np.all(got.panel == 0) and np.all(ref.panel == 0)
+
+    origins = [o + (j * 48 * 0.5 + j) * f + (i * 48 * 0.5 + i) * s for i in (0, 1) for j in (0, 1)]
+    stack = PanelStack(origin=np.stack(origins), fast=np.stack([f] * 4), slow=np.stack([s] * 4),
+                       n_fast=48, n_slow=48, pixel_size=0.5)
+    images = np.asarray(simulate_panels(setup, params, stack))
+    spots = predict_spots(setup, params, panels=stack)
+    assert set(spots.panel.tolist()) == {0, 1, 2, 3}
+    cut = default_excitation_cut(setup, params, crystal_reciprocal(setup, params))
+    checked = 0
+    for i in range(len(spots)):
+        p, si, fi = spots.panel[i], int(spots.slow[i]), int(spots.fast[i])
+        if abs(spots.excitation[i]) > 0.5 * cut or not (2 <= si < 46 and 2 <= fi < 46):
+            continue
+        w = images[p, si - 2:si + 3, fi - 2:fi + 3]
+        a, b = np.unravel_index(np.argmax(w), w.shape)
+        assert np.hypot(si - 2 + a + 0.5 - spots.slow[i], fi - 2 + b + 0.5 - spots.fast[i]) <= 1.0
+        checked += 1
+    assert checked >= 5
+    boxes = shoeboxes(spots, setup, half_size=2, panels=stack)
+    assert np.all(boxes.panel == spots.panel[boxes.spot])
+    assert np.all((boxes.slow >= 0) & (boxes.slow < 48) & (boxes.fast >= 0) & (boxes.fast < 48))
+    key = (boxes.panel.astype(np.int64) * 48 + boxes.slow) * 48 + boxes.fast
+    assert len(np.unique(key)) == len(key)
+    sparse = np.asarray(simulate_pixels(setup, params, boxes.slow, boxes.fast, boxes.panel, panels=stack))
+    np.testing.assert_allclose(sparse, images[boxes.panel, boxes.slow, boxes.fast], rtol=1e-12,
+                               atol=1e-12 * images.max())
