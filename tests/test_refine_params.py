@@ -116,7 +116,10 @@ def test_anisotropic_mosaic_isotropic_limit_and_grads():
                 rtol=1e-6)
 
 
-@pytest.mark.parametrize("flags", ["", "-xds -twotheta 0", "-adxv", "-denzo", "-detector_rotx 3"])
+# Each convention is a new setup with an order-2 check_grads (8-10 s each warm, more cold):
+# the default tier keeps the plain and the rotated detector, the slow tier the conventions.
+@pytest.mark.parametrize("flags", ["", "-detector_rotx 3"] + [
+    pytest.param(f, marks=pytest.mark.slow) for f in ("-xds -twotheta 0", "-adxv", "-denzo")])
 def test_detector_pose_moves_pix0_by_the_shift(flags):
     setup, params = _exp("-cell 60 60 60 90 90 90 -default_F 100 -lambda 1 -N 4 -distance 80 "
                          "-detpixels 24 -pixel 1 " + flags)
