@@ -257,10 +257,7 @@ class Crystal(Component):
                 self._switch_interpolation_off(h, k, l, first_out)
 
         def fn(c, hkl_data, h, k, l, dt):  # noqa: E741
-            built = build(c, DetectorConfig(), BeamConfig(), dtype=dt, hkl=self._hkl_table(hkl_data),
-                          interpolate=interpolate, run=RunOptions(oversample=1), device=self._jax_device)
-            s, p = built.setup, built.params
-            q = jnp.stack(jnp.broadcast_arrays(jnp.asarray(h, dt), jnp.asarray(k, dt), jnp.asarray(l, dt)), axis=-1)
+            s, p, q = self._lookup_inputs(c, hkl_data, h, k, l, dt, interpolate)
             near = physics.structure_factor_nearest(q, p.F_grid, s.hkl_min, s.hkl_max, p.default_F, s.has_hkl)
             if not (s.has_hkl and s.interpolate):
                 return near
@@ -272,6 +269,13 @@ class Crystal(Component):
             return jnp.where(order < first_out, tri, near)
 
         return self._evaluate(fn, (self.config, self.hkl_data, h, k, l))
+
+    def _lookup_inputs(self, c, hkl_data, h, k, l, dt, interpolate: bool):  # noqa: E741
+        """(Setup, Params, Miller points (..., 3)) for looking up F at (h, k, l) on the core."""
+        built = build(c, DetectorConfig(), BeamConfig(), dtype=dt, hkl=self._hkl_table(hkl_data),
+                      interpolate=interpolate, run=RunOptions(oversample=1), device=self._jax_device)
+        q = jnp.stack(jnp.broadcast_arrays(jnp.asarray(h, dt), jnp.asarray(k, dt), jnp.asarray(l, dt)), axis=-1)
+        return built.setup, built.params, q
 
     def _tricubic_interpolation(self, h, k, l):  # noqa: E741
         """The C program's tricubic step on its own (the ``if(interpolate)`` block of its
@@ -287,10 +291,7 @@ class Crystal(Component):
             self._switch_interpolation_off(h, k, l, first_out)
 
         def fn(c, hkl_data, h, k, l, dt):  # noqa: E741
-            built = build(c, DetectorConfig(), BeamConfig(), dtype=dt, hkl=self._hkl_table(hkl_data),
-                          interpolate=True, run=RunOptions(oversample=1), device=self._jax_device)
-            s, p = built.setup, built.params
-            q = jnp.stack(jnp.broadcast_arrays(jnp.asarray(h, dt), jnp.asarray(k, dt), jnp.asarray(l, dt)), axis=-1)
+            s, p, q = self._lookup_inputs(c, hkl_data, h, k, l, dt, True)
             tri = physics.structure_factor_tricubic(q, p.F_grid, s.hkl_min)
             out = physics.interpolation_out_of_range(q, s.hkl_min, s.hkl_max)
             return jnp.where(out, jnp.asarray(p.default_F, dt), tri)
