@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
+from processes import free_port, run_together  # noqa: E402
 import pytest  # noqa: E402
 
 from nanobragg_jax import shots as S  # noqa: E402
@@ -117,27 +117,11 @@ def test_two_cpu_devices_sharded_equals_unsharded(tmp_path):
     np.testing.assert_allclose(z["sharded"], z["single"], rtol=1e-12, atol=1e-12 * z["single"].max())
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_with_jax_distributed_union_equals_one_process(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
-    procs = [subprocess.Popen([sys.executable, str(CHILD), "host", str(p), str(port),
-                               str(tmp_path / f"host{p}.npz")], env=env, cwd=str(ROOT),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for p in range(2)]
-    try:
-        errs = [p.communicate(timeout=300)[1] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, e in zip(procs, errs):
-        assert p.returncode == 0, e[-3000:]
+    run_together([[sys.executable, str(CHILD), "host", str(p), str(port), str(tmp_path / f"host{p}.npz")]
+                  for p in range(2)], env=env, cwd=str(ROOT), timeout=300)
     r = _run(["single", str(tmp_path / "single.npz")])
     assert r.returncode == 0, r.stderr[-3000:]
     whole = np.load(tmp_path / "single.npz")["images"]
