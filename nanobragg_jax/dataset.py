@@ -459,12 +459,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .flags import FlagError
     from .io.errors import InputFileError
 
-    argv = sys.argv[1:] if argv is None else list(argv)
+    import jax
+
+    console = argv is None
+    argv = sys.argv[1:] if console else list(argv)
+    # The command owns its process and turns on float64 (run); called from Python,
+    # the caller's x64 setting is put back afterwards, as the nanoBragg command does.
+    previous = bool(jax.config.jax_enable_x64)
     try:
         return run(argv)
     except (UsageError, FlagError, InputFileError) as e:
         print(f"{PROGRAM}: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if not console:
+            jax.config.update("jax_enable_x64", previous)
 
 
 if __name__ == "__main__":

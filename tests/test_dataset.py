@@ -17,6 +17,7 @@ import pytest
 from nanobragg_jax import dataset
 
 from nxmx_check import check_nxmx
+from processes import free_port, run_together
 
 ROOT = Path(__file__).resolve().parents[1]
 PANELS = Path(__file__).parent / "data" / "panels"
@@ -128,11 +129,8 @@ def test_two_processes_write_parts_joined_by_a_virtual_master(tmp_path):
     OUT as the master (virtual datasets), which reads as the one-process dataset — also after
     the folder is moved."""
     import shutil
-    import socket
 
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     opts = ["--shots", "5", "--seed", "2", "--no-progress", "--devices", "1"]
     whole = tmp_path / "whole.h5"
     assert subprocess.run([sys.executable, "-m", "nanobragg_jax.dataset", *opts, "-o", str(whole),
@@ -140,19 +138,9 @@ def test_two_processes_write_parts_joined_by_a_virtual_master(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     out = run / "multi.h5"
-    procs = [subprocess.Popen([sys.executable, "-m", "nanobragg_jax.dataset", *opts, "-o", str(out),
-                               "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
-                               "--process-id", str(p), *FLAGS], env=_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for p in range(2)]
-    try:
-        errs = [p.communicate(timeout=600)[1] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, e in zip(procs, errs):
-        assert p.returncode == 0, e[-3000:]
+    run_together([[sys.executable, "-m", "nanobragg_jax.dataset", *opts, "-o", str(out),
+                   "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                   "--process-id", str(p), *FLAGS] for p in range(2)], env=_env())
     ref = _read(whole)
     parts = [_read(run / f"multi.part{p}of2.h5") for p in range(2)]
     np.testing.assert_array_equal(np.concatenate([q["index"] for q in parts]), np.arange(5))
@@ -249,3 +237,16 @@ def test_bad_values_leave_no_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(shots, "simulate_shots", lambda *a, **k: np.full((2, 16, 16), np.nan))
     assert dataset.main(base + FLAGS) == 2
     assert "not finite" in capsys.readouterr().err and not out.exists()
+
+
+def test_calling_the_command_from_python_leaves_x64_as_it_was(tmp_path):
+    import jax
+
+    before = bool(jax.config.jax_enable_x64)
+    jax.config.update("jax_enable_x64", False)
+    try:
+        assert dataset.main(["--shots", "1", "--seed", "3", "--no-progress", "-o", str(tmp_path / "x.h5")]
+                            + FLAGS) == 0
+        assert not jax.config.jax_enable_x64
+    finally:
+        jax.config.update("jax_enable_x64", before)
