@@ -19,19 +19,36 @@ is traced and compiled again (or loaded from the persistent compilation cache).
 The decorated function behaves like the jitted one: it can be called under ``jax.grad``,
 ``jax.vmap`` or an outer ``jax.jit`` (the closure is then inlined into the caller's program,
 which the caller owns).
+
+``executables_on_disk(folder)``: inside this context, a ``setup_jit`` function called with
+concrete arrays (not under a transformation) loads its compiled program from ``folder`` — or
+compiles it and stores it there — without tracing.  Why: JAX's persistent compilation cache
+saves the compile but not the trace and lowering that compute its key, and for the
+``nanoBragg`` command those were most of a warm run (canonical 1024²: ~0.5 s of tracing
+against 0.05 s to load the executable).  The key covers everything the program depends
+on: the function, its static values, the abstract signature of its arguments (tree,
+shapes, dtypes), the JAX/jaxlib versions and flags, the devices, and a hash of this
+package's source; any failure to load or store falls back to the traced path.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
+import hashlib
 import inspect
+import os
+import pickle
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import jax
 
-__all__ = ["COMPILED_SETUPS", "setup_jit", "clear_compiled_setups", "compiled_setups"]
+__all__ = ["COMPILED_SETUPS", "setup_jit", "clear_compiled_setups", "compiled_setups",
+           "executables_on_disk"]
 
 COMPILED_SETUPS = 12
 """Jitted closures (one per function and combination of static values) kept alive at once.
@@ -67,6 +84,11 @@ def setup_jit(static_argnames: Sequence[str] = ("setup",)) -> Callable[[Callable
             bound.apply_defaults()
             values = bound.arguments
             fixed = {n: values.pop(n) for n in static}
+            folder = _DISK.get()
+            if folder is not None:
+                loaded = _from_disk(folder, fn, fixed, values)
+                if loaded is not None:
+                    return loaded(**values)
             jitted = _closure(fn, fixed)
             return jitted(**values)
 
@@ -108,3 +130,117 @@ def compiled_setups() -> int:
     """How many jitted closures are alive in the table now."""
     with _LOCK:
         return len(_TABLE)
+
+
+# ---------------------------------------------------------------------------------------------
+# Compiled programs on disk (the command line's warm start)
+# ---------------------------------------------------------------------------------------------
+
+# The folder of the innermost ``executables_on_disk`` context (None: off).  A context
+# variable, not module state: it is scoped to the ``with`` block (and to its thread).
+_DISK: "contextvars.ContextVar[Optional[str]]" = contextvars.ContextVar("nanobragg_executables",
+                                                                       default=None)
+# Compiled programs kept in the folder; older ones (by last use) are deleted.
+DISK_EXECUTABLES = 64
+
+
+@contextlib.contextmanager
+def executables_on_disk(folder: Optional[str]) -> Iterator[None]:
+    """Within the block, ``setup_jit`` functions load/store their compiled programs in ``folder``.
+
+    ``folder`` None leaves things as they are (no disk store).  Only calls with concrete
+    arguments use the store; calls under ``jax.grad``/``vmap``/``jit`` trace as usual.
+    """
+    token = _DISK.set(folder)
+    try:
+        yield
+    finally:
+        _DISK.reset(token)
+
+
+@functools.lru_cache(maxsize=1)
+def _source_hash() -> str:
+    """Hash of this package's Python sources: a code change makes every stored program stale."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _program_key(fn: Callable, fixed: dict, values: dict) -> Optional[str]:
+    """The stored program's name, or None when the call cannot use the store (tracers)."""
+    leaves, tree = jax.tree.flatten(values)
+    signature = []
+    for leaf in leaves:
+        if isinstance(leaf, jax.core.Tracer):
+            return None
+        shape, dtype = getattr(leaf, "shape", None), getattr(leaf, "dtype", None)
+        if shape is None or dtype is None:  # Python scalars: their value is not in the key
+            return None
+        signature.append((tuple(shape), str(dtype), bool(getattr(leaf, "weak_type", False))))
+    devices = [(d.platform, d.device_kind, d.id) for d in jax.devices()]
+    parts = (fn.__module__, fn.__qualname__, repr(sorted(fixed.items())), str(tree), repr(signature),
+             jax.__version__, getattr(jax.lib, "__version__", ""), repr(devices),
+             bool(jax.config.jax_enable_x64), os.environ.get("XLA_FLAGS", ""), _source_hash())
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:40]
+
+
+def _from_disk(folder: str, fn: Callable, fixed: dict, values: dict) -> Optional[Callable]:
+    """The compiled program of ``fn`` for these static values and argument shapes, from
+    ``folder`` or compiled now and stored there; None when the store cannot be used."""
+    from jax.experimental import serialize_executable
+
+    try:
+        key = _program_key(fn, fixed, values)
+    except Exception:
+        return None
+    if key is None:
+        return None
+    path = Path(folder) / f"program-{key}.bin"
+    try:
+        payload, in_tree, out_tree, device_ids = pickle.loads(path.read_bytes())
+        by_id = {d.id: d for d in jax.devices()}
+        compiled = serialize_executable.deserialize_and_load(
+            payload, in_tree, out_tree, execution_devices=[by_id[i] for i in device_ids])
+        os.utime(path)  # last use, for the pruning below
+        return compiled
+    except FileNotFoundError:
+        pass
+    except Exception:  # stale or damaged: replace it
+        try:
+            path.unlink()
+        except OSError:
+            pass
+    # Compiled afresh: a program that JAX's persistent cache hands back keeps no object
+    # code to serialise again ("Function … not found" when the copy is loaded).
+    cache_on = bool(jax.config.jax_enable_compilation_cache)
+    try:
+        jax.config.update("jax_enable_compilation_cache", False)
+        compiled = _closure(fn, fixed).lower(**values).compile()
+    except Exception:
+        return None  # the traced path will raise the same error where it belongs
+    finally:
+        jax.config.update("jax_enable_compilation_cache", cache_on)
+    try:
+        device_ids = [d.id for d in compiled.runtime_executable().local_devices()]
+        data = pickle.dumps((*serialize_executable.serialize(compiled), device_ids))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        _prune(path.parent)
+    except Exception:  # a store is an optimisation only
+        pass
+    return compiled
+
+
+def _prune(folder: Path) -> None:
+    """Keep the DISK_EXECUTABLES most recently used programs of ``folder``."""
+    files = sorted(folder.glob("program-*.bin"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in files[DISK_EXECUTABLES:]:
+        try:
+            old.unlink()
+        except OSError:
+            pass

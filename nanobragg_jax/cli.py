@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import sys
 import threading
 import time
@@ -240,14 +239,19 @@ def _progress_wanted(options: dict, stream: TextIO) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-def _enable_compilation_cache() -> None:
-    """Persist compiled kernels across runs (set NANOBRAGG_JAX_CACHE=0 to disable, or a folder)."""
+def _enable_compilation_cache() -> Optional[str]:
+    """Persist compiled kernels across runs (set NANOBRAGG_JAX_CACHE=0 to disable, or a folder).
+
+    Returns the folder for whole compiled programs (``_compiled.executables_on_disk``: a
+    warm run loads them without tracing), inside the compilation cache; None when off.
+    """
     from .simulate import enable_compilation_cache
 
     try:
-        enable_compilation_cache(keep_existing=True)
+        folder = enable_compilation_cache(keep_existing=True)
     except Exception:  # a cache is an optimisation only
-        pass
+        return None
+    return os.path.join(folder, "programs") if folder else None
 
 
 def _threads_of(argv: Sequence[str]) -> int:
@@ -643,14 +647,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _use_cores(jax, _threads_of(args))
     previous = bool(jax.config.jax_enable_x64)
     jax.config.update("jax_enable_x64", _dtype_of(args) == "float64")
-    if console:
-        _enable_compilation_cache()
+    programs = _enable_compilation_cache() if console else None
+    from ._compiled import executables_on_disk
     from .flags import FlagError
     from .io.errors import InputFileError
     from .outputs import OutputError
 
     try:
-        with _quiet_numerics(err):
+        with _quiet_numerics(err), executables_on_disk(programs):
             return run(args, out, err)
     except (FlagError, InputFileError, CLIError, OutputError) as exc:
         print(f"nanoBragg: error: {_one_line(exc)}", file=err)

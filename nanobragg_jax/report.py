@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from functools import partial
 from typing import Optional, Sequence
 
 import numpy as np
@@ -34,6 +33,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from ._compiled import setup_jit
 from .config import Experiment, Params, Setup
 from .geometry import beam as beam_geo
 from .geometry import detector as det_geo
@@ -147,7 +147,7 @@ def _params64(exp: Experiment) -> Params:
 _SOLID_ANGLE_BUDGET = 1 << 20
 
 
-@partial(jax.jit, static_argnames=("setup", "size"))
+@setup_jit(static_argnames=("setup", "size"))
 def _solid_angle_block(setup: Setup, params: Params, start: Array, size: int) -> Array:
     """Σ of the solid angle the kernel multiplies by, over ROI raster indices start … start+size−1.
 
@@ -325,7 +325,7 @@ def _image_files(argv: Sequence[str]) -> tuple[Optional[str], Optional[str]]:
     return mask, img
 
 
-@partial(jax.jit, static_argnames=("setup",))
+@setup_jit(static_argnames=("setup",))
 def _beam_raster(setup: Setup, params: Params) -> dict:
     """The generated source raster as the log prints it, in one compiled call (evaluated
     op by op, the same numbers cost ~40 tiny compilations per run of the command):

@@ -474,6 +474,26 @@ def test_console_script_end_to_end(tmp_path):
     assert any((tmp_path / "cache").iterdir())  # compiled kernels are cached for the next run
 
 
+def test_console_script_warm_run_loads_its_programs_and_renders_the_same_image(tmp_path):
+    """The command stores its compiled programs (cache folder, programs/); a second run loads
+    them without tracing, and a damaged one is replaced, never trusted."""
+    cmd = [_console_script()] + BASE + ["-nonoise", "-nopgm"]
+    env = _env(tmp_path)
+    images = []
+    for run in range(3):
+        work = tmp_path / f"run{run}"
+        work.mkdir()
+        proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        images.append((work / "floatimage.bin").read_bytes())
+        programs = sorted((tmp_path / "cache" / "programs").glob("program-*.bin"))
+        assert programs
+        if run == 1:
+            programs[0].write_bytes(b"damaged")
+    assert images[0] == images[1] == images[2]
+    assert all(p.read_bytes() != b"damaged" for p in programs)
+
+
 def test_console_script_error_is_one_line(tmp_path):
     proc = subprocess.run([_console_script()] + BASE + ["-lambda", "zero"], cwd=tmp_path,
                           capture_output=True, text=True, env=_env(tmp_path), timeout=300)

@@ -77,3 +77,45 @@ def test_two_hundred_setups_forward_and_ten_gradients() -> None:
     # bounded: the table holds 12 closures (forward and gradient programs), far below 65,530
     assert max(counts) - start < 30000, counts[::20]
     assert max(counts[100:]) - max(counts[:60]) < 3000, counts[::20]
+
+
+# -- compiled programs on disk (the command line's warm start) --------------------------------
+
+
+def test_programs_on_disk_give_the_traced_image_and_skip_tracing(tmp_path, monkeypatch) -> None:
+    setup, params = _setup(3)
+    traced = np.asarray(nb.simulate(setup, params, devices=1))
+    folder = tmp_path / "programs"
+    with _compiled.executables_on_disk(str(folder)):
+        first = np.asarray(nb.simulate(setup, params, devices=1))  # compiled and stored
+    stored = sorted(folder.glob("program-*.bin"))
+    assert len(stored) == 1
+    np.testing.assert_array_equal(first, traced)
+
+    # a warm call loads the program: no jitted closure is built, nothing is traced
+    def no_trace(*a, **k):
+        raise AssertionError("traced although the program was on disk")
+
+    monkeypatch.setattr(_compiled, "_closure", no_trace)
+    with _compiled.executables_on_disk(str(folder)):
+        warm = np.asarray(nb.simulate(setup, params.replace(fluence=params.fluence * 2), devices=1))
+    assert sorted(folder.glob("program-*.bin")) == stored  # the same program served new values
+    np.testing.assert_allclose(warm, 2 * traced, rtol=1e-12)
+
+
+def test_programs_on_disk_replace_a_damaged_file_and_skip_traced_calls(tmp_path) -> None:
+    setup, params = _setup(4)
+    traced = np.asarray(nb.simulate(setup, params, devices=1))
+    folder = tmp_path / "programs"
+    with _compiled.executables_on_disk(str(folder)):
+        nb.simulate(setup, params, devices=1)
+    (path,) = folder.glob("program-*.bin")
+    path.write_bytes(b"not a program")
+    with _compiled.executables_on_disk(str(folder)):
+        again = np.asarray(nb.simulate(setup, params, devices=1))
+        # under a transformation the arguments are tracers: the usual traced path, nothing stored
+        grad = jax.grad(lambda p: nb.simulate(setup, p, devices=1).sum())(params)
+    np.testing.assert_array_equal(again, traced)
+    assert path.read_bytes() != b"not a program"
+    assert len(list(folder.glob("program-*.bin"))) == 1
+    assert np.isfinite(float(grad.fluence))

@@ -79,7 +79,8 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
 def png_bytes(image_uint8: np.ndarray) -> bytes:
     """An 8-bit PNG of a (rows, columns) grey or (rows, columns, 3) RGB uint8 image.
 
-    Filter 0 (none) on every row; zlib level 6.
+    Filter 0 (none) on every row; zlib level 1 (a 1024² RGB preview: ~25 ms, against ~120 ms
+    at level 6, for a file ~30 % larger).
     """
     img = np.asarray(image_uint8)
     if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] != 3):
@@ -99,7 +100,7 @@ def png_bytes(image_uint8: np.ndarray) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n"
         + _png_chunk(b"IHDR", ihdr)
-        + _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
+        + _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), 1))
         + _png_chunk(b"IEND", b"")
     )
 
