@@ -64,8 +64,9 @@ class Simulator(Component):
       beam_config: the beam (default: the crystal's ``beam_config``, else ``BeamConfig()``).
       device, dtype: as for ``Crystal``; None falls back to the crystal's, then the
         detector's, then JAX's default.
-      debug_config: accepted for the port's signature; tracing lives in the CLI
-        (``nanoBragg -trace_pixel``).
+      debug_config: ``{"trace_pixel": [slow, fast]}`` makes ``run`` print that pixel's
+        ``TRACE_PY:`` lines (``_trace_pixel``); other keys are accepted and ignored.  The
+        command line's full trace is ``nanoBragg -trace_pixel s f``.
     """
 
     def __init__(self, crystal: Crystal, detector: Detector, crystal_config: Optional[CrystalConfig] = None,
@@ -153,9 +154,49 @@ class Simulator(Component):
             return simulate(built.setup, built.params)
 
         image = self._evaluate(fn)
+        if self.debug_config.get("trace_pixel") is not None:
+            self._trace_pixel(self.debug_config["trace_pixel"], opts)
         if stochastic_pixel_count is None:
             return image
         return _sample_pixels(image, int(stochastic_pixel_count))
+
+    def _trace_pixel(self, pixel, opts: RunOptions) -> None:
+        """Print ``TRACE_PY: <quantity> <value>`` lines for pixel (slow, fast): the values the
+        C program's loop variables hold after that pixel (``nanobragg_jax.trace``), recomputed
+        in float64 with the kernel that rendered the image.  A pixel off the detector prints
+        nothing, as the C program's ``-printout_pixel`` does."""
+        import jax
+        import numpy as np
+
+        from nanobragg_jax import trace
+
+        s, f = (int(x) for x in list(pixel)[:2])
+        with jax.enable_x64(True):
+            built = self.build(run=opts, dtype=np.float64)
+            setup, params = built.setup, built.params
+            if not (0 <= s < setup.spixels and 0 <= f < setup.fpixels):
+                return
+            exp = type("TracedRun", (), {"setup": setup, "params": params})()
+            det = trace.pixel_details(exp, [(s, f)])
+            v = trace._c_values(det, 0, setup)
+        photons = float(det["photons"][0])
+        pos, h, h0 = (np.asarray(x) for x in (v["pos"], v["hkl"], v["hkl0"]))
+        lines = [("pixel_slow_fast", f"{s} {f}"),
+                 ("position_m", "%.10g %.10g %.10g" % tuple(pos)),
+                 ("hkl", "%.8f %.8f %.8f" % tuple(h)),
+                 ("nearest_hkl", "%d %d %d" % tuple(h0)),
+                 ("F_cell", "%.10g" % v["F_cell"]),
+                 ("F_latt", "%.10g" % v["F_latt"]),
+                 ("intensity_sum", "%.10g" % v["I"]),
+                 ("steps", "%d" % setup.steps),
+                 ("r_e_squared_m2", "%.10g" % R_E_SQR),
+                 ("fluence_photons_per_m2", "%.10g" % float(params.fluence)),
+                 ("polar", "%.10g" % v["polar"]),
+                 ("omega_sr", "%.10g" % v["omega"]),
+                 ("capture_fraction", "%.10g" % v["capture"]),
+                 ("photons", "%.10g" % photons)]
+        for key, value in lines:
+            print(f"TRACE_PY: {key} {value}")
 
     def compute_statistics(self, float_image) -> dict:
         """The C program's image statistics over the rendered pixels (ROI, unmasked):

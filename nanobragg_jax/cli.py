@@ -365,14 +365,19 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO, cache_warni
     outputs.update(extra_outputs)
     check_outputs(outputs)
 
+    # a pixel to print that is not on the detector: the C program prints nothing for it and
+    # renders; so do we, with a warning
+    outside = set()
     for name, pix in (("-printout_pixel", opts.get("printout_pixel")), ("-trace_pixel", opts.get("trace_pixel"))):
-        if pix is None or tuple(pix) == (-1, -1):
+        if pix is None or tuple(pix) == (-1, -1) or (name == "-printout_pixel" and pix[0] < 0):
             continue
         a, b = pix
         s, f = (b, a) if name == "-printout_pixel" else (a, b)
         if not (0 <= s < setup.spixels and 0 <= f < setup.fpixels):
             order = "f s" if name == "-printout_pixel" else "s f"
-            raise FlagError(f"{name} {a} {b}: ({order}) is outside the {setup.fpixels}x{setup.spixels} detector")
+            outside.add(name)
+            print(f"nanoBragg: warning: {name} {a} {b}: ({order}) is outside the {setup.fpixels}x{setup.spixels} "
+                  "detector; nothing is printed for it", file=err)
 
     if opts.get("calculate_noise"):
         opts["seed_used"] = _seed(opts)
@@ -382,6 +387,11 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO, cache_warni
     banner = f"nanoBragg (nanobragg-jax {__version__}, JAX rebuild of the nanoBragg simulator)"
     for line in report.summary_lines(exp, argv, banner=banner):
         print(line, file=out)
+    if "-show_config" in argv or "-echo_config" in argv:
+        from .config_echo import config_lines
+
+        for line in config_lines(exp, argv):
+            print(line, file=out)
     out.flush()
 
     label = f"rendering {setup.fpixels}x{setup.spixels} pixels"
@@ -407,21 +417,27 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO, cache_warni
     # -printout / -printout_pixel / -trace_pixel: between the render and the statistics, like C
     from . import trace
 
+    stats = report.image_statistics(image32, exp)
     pp = opts.get("printout_pixel")
     if opts.get("printout"):
         pixel = None if pp is None or tuple(pp) == (-1, -1) or pp[0] < 0 else tuple(pp)
+        print("Debug output enabled (-printout): the C program's values of "
+              + ("every rendered pixel follow" if pixel is None else "one pixel follow"), file=out)
+        if pixel is not None:
+            print(f"Limiting output to pixel fast={pixel[0]} slow={pixel[1]} (-printout_pixel f s)", file=out)
         for line in trace.c_printout_lines(exp, image32, pixel):
             print(line, file=out)
-        if pixel is not None:
+        if pixel is not None and "-printout_pixel" not in outside:
             for line in trace.trace_lines(exp, pixel[1], pixel[0], image32):
                 print(line, file=out)
+        print(report.printout_summary_line(stats, image32.shape), file=out)
     tp = opts.get("trace_pixel")
-    if tp is not None:
+    if tp is not None and "-trace_pixel" not in outside:
+        print(f"Tracing pixel slow={int(tp[0])} fast={int(tp[1])} (-trace_pixel s f)", file=out)
         for line in trace.trace_lines(exp, int(tp[0]), int(tp[1]), image32):
             print(line, file=out)
 
     clock.lap("traces")
-    stats = report.image_statistics(image32, exp)
     omega = exp.info.get("panels_solid_angle") or report.solid_angle_sum(exp)
     int_scale = report.auto_int_scale(float(opts.get("intfile_scale") or 0.0), stats.max_I)
     adc = float(opts.get("adc", 40.0))
@@ -454,6 +470,7 @@ def _render_and_write(argv: Sequence[str], out: TextIO, err: TextIO, cache_warni
         print(f"writing {opts['floatfile']} as {n_pixels} 4-byte floats", file=out)
         staged.add("-floatfile", opts["floatfile"],
                    lambda tmp: atomic_write_bytes(tmp, image32.astype("<f4").tobytes()))
+        print(f"Statistics of the {stats.n_rendered} rendered pixels (photons per pixel):", file=out)  # ours
         for line in report.max_mean_lines(stats):
             print(line, file=out)
         print(f"intfile_scale = {report.g(int_scale)}", file=out)
@@ -649,7 +666,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     jax.config.update("jax_enable_x64", _dtype_of(args) == "float64")
     programs = _enable_compilation_cache() if console else None
     from ._compiled import executables_on_disk
-    from .flags import FlagError
+    from .flags import FlagError, MissingInputError
     from .io.errors import InputFileError
     from .outputs import OutputError
 
@@ -657,6 +674,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with _quiet_numerics(err), executables_on_disk(programs):
             return run(args, out, err)
     except (FlagError, InputFileError, CLIError, OutputError) as exc:
+        if isinstance(exc, MissingInputError):
+            # as the C program does when it has no structure factors: the message and the usage text
+            out.write(f"Error: {_one_line(exc)}\n\n{help_text()}")
+            out.flush()
         print(f"nanoBragg: error: {_one_line(exc)}", file=err)
     except OSError as exc:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""

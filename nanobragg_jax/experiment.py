@@ -24,7 +24,7 @@ import numpy as np
 
 from ._compiled import setup_jit
 from .config import Experiment, Params, Setup
-from .flags import RTD, CState, FlagError, parse_c_state, read_unused_inputs, validate_argv
+from .flags import RTD, CState, FlagError, MissingInputError, parse_c_state, read_unused_inputs, validate_argv
 
 from .io.errors import InputFileError  # noqa: E402
 from .model.detector import CONVENTION_VECTORS, default_pivot  # noqa: E402
@@ -294,7 +294,7 @@ def _stage_required_inputs(st: CState) -> None:
     """Structure factors and a cell must exist (the C program's usage exit); λ must be usable."""
     hkl_missing = st.hklfilename is None and not os.path.exists(st.dumpfilename) and st.default_F == 0.0
     if hkl_missing:
-        raise FlagError("no structure factors: give -hkl FILE or -default_F F (or an Fdump.bin cache)")
+        raise MissingInputError("no structure factors: give -hkl FILE or -default_F F (or an Fdump.bin cache)")
     if st.matfilename is None and st.cell[0] == 0.0:
         raise FlagError("no unit cell: give -cell a b c alpha beta gamma or -mat FILE")
     # Checked here, before the matrix stage divides by it.

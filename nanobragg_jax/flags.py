@@ -30,6 +30,10 @@ class FlagError(ValueError):
     """A command-line problem: one line naming the flag and what is wrong."""
 
 
+class MissingInputError(FlagError):
+    """A required input is missing (the C program prints its usage text for these)."""
+
+
 # ----------------------------------------------------------------------------
 # The flag table: canonical names, their values, and one line of help.
 # kinds: "num" float, "int", "str" (a file name or word), "flag" (no value)
@@ -172,6 +176,7 @@ FLAGS: tuple[FlagSpec, ...] = (
     FlagSpec(("-printout",), "flag", 0, "", "", "print per-pixel details", "output"),
     FlagSpec(("-printout_pixel",), "int", 2, "pixels", "", "print details of pixel f s", "output"),
     FlagSpec(("-trace_pixel",), "int", 2, "pixels", "", "trace every intermediate of pixel s f (not in the C program)", "output"),
+    FlagSpec(("-show_config", "-echo_config"), "flag", 0, "", "", "print the resolved configuration (crystal, beam, detector) before rendering (not in the C program)", "output"),
     FlagSpec(("-progress",), "flag", 0, "", "", "progress bar", "output"),
     FlagSpec(("-noprogress",), "flag", 0, "", "", "no progress bar", "output"),
     FlagSpec(("-nthreads",), "int", 1, "", "all cores", "CPU cores to render on, like OMP_NUM_THREADS for the C program (not in the C program)", "misc"),
@@ -260,7 +265,7 @@ def validate_argv(argv: list[str]) -> None:
             raise FlagError(f"unexpected argument {arg!r} (values must follow their flag)")
         spec = _BY_NAME.get(arg)
         if spec is None:
-            raise FlagError(f"unknown flag {arg}{suggest_flag(arg)} (see nanoBragg -h)")
+            raise FlagError(f"unknown flag {arg}{suggest_flag(arg)} (see nanoBragg -h for the usage)")
         values = argv[i + 1:i + 1 + spec.nargs]
         if spec.kind == "flag":
             i += 1

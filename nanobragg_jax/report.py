@@ -379,6 +379,11 @@ def _div_steps(exp: Experiment) -> tuple[float, float]:
     return float(raster["hstep"]), float(raster["vstep"])
 
 
+_CUSTOM_FLAGS = ("-fdet_vector", "-sdet_vector", "-odet_vector", "-beam_vector", "-polar_vector",
+                 "-spindle_axis", "-twotheta_axis", "-pix0_vector")
+"""The flags that switch the C program to the CUSTOM convention (any argument containing one)."""
+
+
 def summary_lines(exp: Experiment, argv: Sequence[str], *, banner: Optional[str] = None) -> list[str]:
     """The log the C program prints before rendering, for this experiment.
 
@@ -390,6 +395,11 @@ def summary_lines(exp: Experiment, argv: Sequence[str], *, banner: Optional[str]
     lines: list[str] = []
     mask_file, img_file = _image_files(argv)
     lines += [f"reading {name}" for name in (mask_file, img_file) if name]
+    # ours: say what the header of each image file did (C reads -mask, then -img, then the flags)
+    for flag, name in (("-mask", mask_file), ("-img", img_file)):
+        if name:
+            lines.append(f"Read header from {flag} file {name}: its detector values are the defaults "
+                         "that the flags on the command line override")
     if banner:
         lines.append(banner)
     log = list(exp.log)
@@ -397,6 +407,10 @@ def summary_lines(exp: Experiment, argv: Sequence[str], *, banner: Optional[str]
                                     or l.startswith("reading Fs") or "dump file" in l)]
     lines += early
     lines.append(f"{setup.convention.lower()} convention selected.")
+    if setup.convention == "CUSTOM":
+        # ours: which of the flags switched the convention
+        switched = [f for f in _CUSTOM_FLAGS if any(f in str(a) for a in argv)]
+        lines.append("Convention: CUSTOM" + (f" (selected by {', '.join(switched)})" if switched else ""))
     lines.append("pivoting detector around sample" if setup.pivot == "SAMPLE"
                  else "pivoting detector around direct beam spot")
     beam = _unit(info["beam"])
@@ -459,6 +473,8 @@ def summary_lines(exp: Experiment, argv: Sequence[str], *, banner: Optional[str]
     for t in range(setup.phisteps):
         lines.append(f"phi{t} = {g(float(p.phi0) + float(p.phistep) * t)}")
     sources = _source_rows(exp, st)
+    if setup.source_mode == "file" and st.sourcefilename:
+        lines.append(f"Loaded {len(sources)} sources from {st.sourcefilename}")  # ours
     if setup.source_mode != "file":
         tilts, lams = _divergence_lines(exp)
         for hdiv, vdiv in tilts:
@@ -536,6 +552,15 @@ def statistics_lines(stats: RenderStats, omega_per_steps: Optional[float]) -> li
 def max_mean_lines(stats: RenderStats) -> list[str]:
     return [f"max_I = {g(stats.max_I)}  at {g(stats.max_I_x)} {g(stats.max_I_y)}",
             f"mean= {g(stats.mean)} rms= {g(stats.rms)} rmsd= {g(stats.rmsd)}"]
+
+
+def printout_summary_line(stats: RenderStats, shape: tuple) -> str:
+    """Ours, after the -printout blocks: the image's size, brightest pixel and mean in one line."""
+    line = f"printout summary: Image shape {shape[0]}x{shape[1]} (slow x fast)"
+    if stats.max_pixel is not None:
+        s, f = stats.max_pixel
+        line += f"; Max intensity {g(stats.max_I)} photons at pixel fast={f} slow={s}"
+    return line + f"; Mean intensity {g(stats.mean)} photons over {stats.n_rendered} rendered pixels"
 
 
 def same_file(a: str, b: str) -> bool:

@@ -129,10 +129,8 @@ CASES = [
     ("reversed-roi-y", GOOD + ["-roi", "0", "10", "8", "2"], ["-roi"]),
     ("negative-roi", GOOD + ["-roi", "-5", "10", "0", "10"], ["-roi"]),
     ("roi-off-detector", GOOD + ["-roi", "100", "200", "100", "200"], ["-roi", "off the detector"]),
-    ("printout-pixel-off-detector", GOOD + ["-printout_pixel", "40", "3"], ["-printout_pixel", "outside"]),
-    ("trace-pixel-off-detector", GOOD + ["-trace_pixel", "3", "40"], ["-trace_pixel", "outside"]),
-    # structure factors
-    ("no-structure-factors", CELL, ["structure factors"]),
+    # (-printout_pixel / -trace_pixel off the detector: a warning, not an error; see below)
+    # structure factors (none at all: see test_no_structure_factors_prints_the_usage_too)
     ("missing-hkl", CELL + ["-hkl", "absent.hkl"], ["absent.hkl", "not found"]),
     ("directory-hkl", CELL + ["-hkl", "adir"], ["adir", "directory"]),
     ("empty-hkl", CELL + ["-hkl", "empty.hkl"], ["empty.hkl"]),
@@ -293,6 +291,30 @@ def test_subprocess_bad_file_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.startswith("nanoBragg: error: binary.hkl") and proc.stderr.count("\n") == 1
+
+
+def test_no_structure_factors_prints_the_usage_too(tmp_path):
+    """As the C program does, the usage text goes to stdout; the error is still one stderr line."""
+    before = _prepare(tmp_path)
+    rc, out, err = _run_in(tmp_path, CELL)
+    assert rc == 2
+    assert err.startswith("nanoBragg: error: no structure factors") and err.count("\n") == 1, err
+    assert out.startswith("Error: no structure factors") and "usage: nanoBragg" in out
+    assert {p.name for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize("flag,values,order", [("-printout_pixel", ["40", "3"], "f s"),
+                                               ("-trace_pixel", ["3", "40"], "s f")])
+def test_pixel_off_the_detector_is_a_warning(tmp_path, flag, values, order):
+    """The C program prints nothing for a pixel it never renders and goes on; so do we, with a
+    warning naming the flag."""
+    _prepare(tmp_path)
+    rc, out, err = _run_in(tmp_path, GOOD + ["-nonoise", "-nopgm", flag] + values)
+    assert rc == 0, err
+    assert err == f"nanoBragg: warning: {flag} {' '.join(values)}: ({order}) is outside the 16x16 detector; " \
+                  "nothing is printed for it\n"
+    assert "TRACE pixel" not in out and "Tracing pixel" not in out and "max_I = " in out
+    assert (tmp_path / "floatimage.bin").exists()
 
 
 def _run_in(folder: Path, argv: list[str]) -> tuple[int, str, str]:

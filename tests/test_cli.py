@@ -542,3 +542,31 @@ def test_cli_reference_documents_every_flag():
     for word in ("floatimage.bin", "intimage.img", "image.pgm", "noiseimage.img", "DIALS_ORIGIN",
                  "-noise_exact", "exit status 2"):
         assert word in text, word
+
+
+def test_our_log_lines_and_show_config(tmp_path):
+    """Lines of ours that say what the C log leaves implicit, and the -show_config block."""
+    (tmp_path / "src.txt").write_text("# X Y Z weight lambda\n-10 0 0 1 6.2e-10\n-10 0.01 0 1 6.2e-10\n")
+    header = (b"{\nHEADER_BYTES=512;\nDIM=2;\nBYTE_ORDER=little_endian;\nTYPE=unsigned_short;\n"
+              b"SIZE1=64;\nSIZE2=64;\nPIXEL_SIZE=0.1;\nDISTANCE=100;\n}\f")
+    (tmp_path / "h.img").write_bytes(header + b" " * (512 - len(header)) + bytes(64 * 64 * 2))
+    run = run_cli(BASE + QUIET + ["-nonoise", "-nopgm", "-sourcefile", "src.txt", "-img", "h.img",
+                                  "-spindle_axis", "0", "0", "1", "-detector_rotx", "2", "-echo_config",
+                                  "-printout_pixel", "3", "4", "-trace_pixel", "4", "3"], tmp_path)
+    assert run.rc == 0, run.err
+    lines = run.out.splitlines()
+    for line in ("Loaded 2 sources from src.txt", "Convention: CUSTOM (selected by -spindle_axis)",
+                 "Statistics of the 4096 rendered pixels (photons per pixel):",
+                 "Limiting output to pixel fast=3 slow=4 (-printout_pixel f s)",
+                 "Tracing pixel slow=4 fast=3 (-trace_pixel s f)", "CONFIGURATION ECHO (-show_config): "
+                 "the values this run renders with", "Crystal Configuration:", "Beam Configuration:",
+                 "Detector Configuration:", "  Wavelength: 6.2000 Å", "  Sources: 2 (Loaded 2 sources from src.txt)",
+                 "  Convention: CUSTOM, pivot BEAM"):
+        assert line in lines, line
+    assert any(l.startswith("Read header from -img file h.img") for l in lines)
+    assert any(l.startswith("Debug output enabled (-printout)") for l in lines)
+    assert any(l.startswith("printout summary: Image shape 64x64 (slow x fast); Max intensity ") for l in lines)
+    assert any(l.startswith("  Cell: a=100.000 b=100.000 c=100.000 Å") for l in lines)
+    assert any(l.startswith("  Rotations: rotx=2.000° roty=0.000° rotz=0.000° twotheta=0.000°") for l in lines)
+    # the echo comes after the C log and before the render's output
+    assert lines.index("Detector Configuration:") < next(i for i, l in enumerate(lines) if l.startswith("max_I"))

@@ -536,3 +536,24 @@ def test_parsed_command_line_under_the_port_keys(capsys):
     with pytest.raises(SystemExit) as exc:  # an unknown flag: argparse's exit status
         create_parser().parse_args(base + ["-bogus", "1"])
     assert exc.value.code == 2 and "unknown flag -bogus" in capsys.readouterr().err
+
+
+def test_debug_config_trace_pixel_prints_trace_py_lines(capsys):
+    """Simulator(debug_config={"trace_pixel": [s, f]}): one 'TRACE_PY: <name> <value>' line per
+    quantity, the final one equal to the image's pixel; off the detector, nothing."""
+    det = dict(distance_mm=100.0, pixel_size_mm=0.1, spixels=16, fpixels=16, oversample=1,
+               detector_thick_um=100.0, detector_abs_um=50.0, detector_thicksteps=2)
+    sim = make_sim(dict(CUBIC, N_cells=(5, 5, 5), default_F=100.0), det, debug_config={"trace_pixel": [8, 7]})
+    image = np.asarray(sim.run())
+    values = {}
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith("TRACE_PY: "):
+            values[line.split()[1]] = line.split()[2:]
+    assert values["pixel_slow_fast"] == ["8", "7"]
+    assert int(values["steps"][-1]) == 1
+    assert 0.0 < float(values["capture_fraction"][-1]) < 1.0
+    assert 0.0 < float(values["polar"][-1]) <= 1.0
+    assert float(values["photons"][-1]) == pytest.approx(float(image[8, 7]), rel=1e-6)
+    sim.debug_config = {"trace_pixel": [16, 0]}
+    sim.run()
+    assert "TRACE_PY" not in capsys.readouterr().out

@@ -454,3 +454,11 @@ def test_atomic_write_has_normal_permissions(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert mode == 0o666 & ~umask
+
+
+def test_read_source_file_skips_comment_lines(tmp_path: Path) -> None:
+    """Ours: a '#' line is a comment (the C program reads it as a source of zeros)."""
+    p = write_text(tmp_path / "s.txt", "# X Y Z w lambda\n  # indented\n-10 0 0 1 1e-10\n")
+    np.testing.assert_array_equal(read_source_file(p), [[-10, 0, 0, 1, 1e-10]])
+    c_like = read_source_file(p, strict=False)
+    assert c_like.shape == (3, 5) and not c_like[:2].any()

@@ -20,6 +20,10 @@ full (ASCII decimal, as C ``atof`` reads all of it) and finite.  The C program r
 ``1.5abc`` as 1.5; we raise :class:`InputFileError` naming the line and column instead.  Lines
 that are well formed give exactly the C program's values.
 
+A line whose first non-blank character is ``#`` is a comment and is skipped (ours, and only in
+the strict mode: the C program reads such a line as a source at the origin with weight 0 and
+λ = 0, which adds a spurious source to the count it divides the image by).
+
 Units as in the file (metres for X Y Z, metres for λ); no conversion here.
 
 One C quirk is *not* reproduced by default: on a last line without a final newline, or on a line
@@ -114,17 +118,21 @@ def _c_lines(text: str) -> list[str]:
 
 
 def read_text_columns(path: PathLike, ncols: int, c_line_end_quirk: bool = False,
-                      what: str = "text file", strict: bool = True) -> np.ndarray:
+                      what: str = "text file", strict: bool = True, comments: str = "") -> np.ndarray:
     """The C ``read_text_file`` for ``ncols`` columns: (lines, ncols) float64, NaN = missing.
 
     Raises:
         InputFileError: missing/unreadable file, a field among the first ``ncols`` of a line
             that is not a finite number (line and column named; only with ``strict``, the
             default — ``strict=False`` reads every field like the C program), or no data line.
+
+    ``comments``: lines whose first non-blank character is one of these are skipped.
     """
     text = decode_text(path, read_input_bytes(path, what), what)
     rows: list[list[float]] = []
     for lineno, line in enumerate(_c_lines(text), start=1):
+        if comments and line.lstrip(" \t")[:1] in tuple(comments):
+            continue
         if strict:
             _check_fields(path, lineno, line, ncols)
         if not c_line_end_quirk:
@@ -145,11 +153,13 @@ def read_source_file(path: PathLike, c_line_end_quirk: bool = False, strict: boo
     """Sources as an (n, 5) float64 array: X, Y, Z (m), weight, λ (m); NaN where missing.
 
     Args:
-        strict: refuse fields that are not finite numbers in full (default); False reads them
-            like the C program (``zero`` → 0.0, ``nan`` → NaN = missing, ``1.5abc`` → 1.5).
+        strict: refuse fields that are not finite numbers in full and skip ``#`` comment lines
+            (default); False reads them like the C program (``zero`` → 0.0, ``nan`` → NaN =
+            missing, ``1.5abc`` → 1.5, a comment line → a source of zeros).
 
     Raises:
         InputFileError: missing/unreadable file, a malformed field (``strict``), or a file
             without any data line (the C program stops with "reading source definition file").
     """
-    return read_text_columns(path, 5, c_line_end_quirk, what="source file", strict=strict)
+    return read_text_columns(path, 5, c_line_end_quirk, what="source file", strict=strict,
+                             comments="#" if strict else "")
