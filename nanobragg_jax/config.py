@@ -14,9 +14,8 @@ output options, the printed summary).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import numpy as np

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-from functools import partial
 from typing import Optional, Sequence
 
 import jax

@@ -15,10 +15,9 @@ missing or non-numeric value of a flag (the C program reads 0).
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 # No numpy or .config (JAX) import at module level: the flag table must load in a few
 # milliseconds for `nanoBragg -h` (cli branch).

@@ -47,7 +47,6 @@ from jax import Array
 from .config import Params, Setup
 from .geometry import crystal as crystal_geo
 from .geometry import detector as det_geo
-from .geometry import vectors as V
 from .safe import safe_norm
 
 if TYPE_CHECKING:

@@ -21,10 +21,8 @@ first (as ``simulate`` does), so F_cell is the one the image used.
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Iterable, Optional, Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 

@@ -10,7 +10,7 @@ default wavelength; docs/migration.md).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 

@@ -9,7 +9,7 @@ electrons (|F|), mosaic spread deg.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
