@@ -405,13 +405,13 @@ def parallelepiped_sqr_of_q(a: Array, qx: Array, qy: Array, qz: Array, N: Array)
 
     ``a`` (9,) rows a, b, c of one (φ, domain) matrix; ``qx, qy, qz`` (P,); ``N`` (3,).
     The same value, with a derivative rule written for XLA:CPU (used by the kernel's
-    derivative pass, ``kernel.tile_photons``): the three axes are evaluated as one
-    (3, P) stack, each grating's value and slope are written once to a materialised
-    array (``optimization_barrier``; the value and ∂/∂h packed as one complex number, so
-    one pass computes both), and the tangent is written with dots, ḣ = ȧ q + a q̇ and
-    Ṅ·∂T/∂N, whose transposes are dots too (ā = h̄ qᵀ, q̄ = aᵀ h̄, N̄ = (∂T/∂N) t̄).
-    Without it XLA:CPU, which has no multi-output loop fusion, recomputes the gratings in
-    every fusion that produces one of the backward pass's outputs.
+    derivative pass, ``kernel.tile_photons``).  XLA:CPU has no multi-output loop fusion,
+    so autodiff of the three gratings gave one fusion per cotangent (q̄x, q̄y, q̄z, the
+    nine entries of ā, N̄ …), each recomputing the gratings and their slopes.  Here the
+    three axes are one (3, P) stack; g² and the two slopes ∂(g²)/∂h, ∂(g²)/∂N (packed as
+    one complex number: one pass computes both from the same sines and cosines) are
+    written once (``computed_once``); the tangent is written with dots, ḣ = ȧ q + a q̇,
+    whose transposes are dots too (ā = h̄ qᵀ, q̄ = aᵀ h̄, N̄ = (∂T/∂N) t̄).
     """
     N = N.astype(qx.dtype)
     h = qx * a[0] + qy * a[1] + qz * a[2]
@@ -486,8 +486,6 @@ def _parallelepiped_sqr_of_q_jvp(primals, tangents):
     if live_N:
         dN_term = jnp.dot(dN.astype(dtype), slope_N * others, precision="highest")
         tangent = dN_term if tangent is None else tangent + dN_term
-    if tangent is None:
-        return out, jnp.zeros_like(out)
     return out, tangent
 
 
