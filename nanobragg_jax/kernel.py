@@ -76,6 +76,8 @@ TILE_QUANTUM = 256
 SUBPATH_SUM_NAME = "nanobragg_subpath_sum"
 # Loop unrolling of the fast path's sub-path loop (fewer loop iterations, longer compile).
 FAST_UNROLL = 4
+# ... and in the derivative pass (see ``pixel_photons_fast``).
+DIFF_UNROLL = 1
 
 
 class Context(NamedTuple):
@@ -585,7 +587,7 @@ def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
         # Not unrolled in the derivative pass: its transposed body is then one matrix's
         # backward pass (4 unrolled were 1.5-1.8x slower on heavy, and compiled longer).
         return jax.lax.fori_loop(0, n_mats, inner, jnp.zeros((P,), dtype),
-                                 unroll=1 if diff else min(FAST_UNROLL, n_mats))
+                                 unroll=min(DIFF_UNROLL if diff else FAST_UNROLL, n_mats))
 
     ok_rows = pass_dmin if pass_dmin is not None else [None] * rows
     if ctx.source_weight is not None:  # the weight of each (layer, sub-pixel, source) row
