@@ -76,6 +76,8 @@ TILE_QUANTUM = 256
 SUBPATH_SUM_NAME = "nanobragg_subpath_sum"
 # Loop unrolling of the fast path's sub-path loop (fewer loop iterations, longer compile).
 FAST_UNROLL = 4
+# ... and in the derivative pass (see ``pixel_photons_fast``).
+DIFF_UNROLL = 1
 
 
 class Context(NamedTuple):
@@ -397,15 +399,16 @@ def scale_to_photons(setup: Setup, ctx: Context, I: Array, capture: Array, polar
 
 
 def pixel_photons(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
-                  linear_index: Array, trigger: tuple[Array, Array]) -> Array:
+                  linear_index: Array, trigger: tuple[Array, Array], diff: bool = False) -> Array:
     """Photons in each pixel of a tile (mask not applied).
 
     ``trigger`` = (pixel index, sub-path index) of the first sub-path at which the
     C program turns tricubic interpolation off for the rest of the image (unused
-    unless ``setup.interpolate``).  Dispatches to the fast path when it applies.
+    unless ``setup.interpolate``).  Dispatches to the fast path when it applies;
+    ``diff`` selects its formulation for the derivative pass (same value).
     """
     if fast_path_applies(setup):
-        return pixel_photons_fast(setup, ctx, spixel, fpixel)
+        return pixel_photons_fast(setup, ctx, spixel, fpixel, diff)
     return pixel_photons_general(setup, ctx, spixel, fpixel, linear_index, trigger)
 
 
@@ -454,7 +457,7 @@ def _tile_photons_jvp(setup: Setup, primals, tangents):
         full = list(leaves)
         for i, v in zip(live, values):
             full[i] = v
-        return pixel_photons(setup, jax.tree.unflatten(tree, full), s, f, o, trigger)
+        return pixel_photons(setup, jax.tree.unflatten(tree, full), s, f, o, trigger, diff=True)
 
     def chunk_tangent(args):
         s, f, o = args
@@ -475,9 +478,14 @@ def _tile_photons_jvp(setup: Setup, primals, tangents):
             x = jnp.concatenate([x, jnp.broadcast_to(x[-1:], (pad,))])
         return x.reshape(n, DIFF_CHUNK)
 
-    tangent = jax.lax.map(chunk_tangent,
-                          (chunks(spixel), chunks(fpixel), chunks(linear_index)))
-    return out, tangent.reshape(-1)[:P].astype(out.dtype)
+    # The chunking is inside the checkpoint too: its only residuals are the tile's own
+    # index arrays, not (n, DIFF_CHUNK) copies of them stored for every tile.
+    @jax.checkpoint
+    def tile_tangent(s, f, o):
+        t = jax.lax.map(chunk_tangent, (chunks(s), chunks(f), chunks(o)))
+        return t.reshape(-1)[:P]
+
+    return out, tile_tangent(spixel, fpixel, linear_index).astype(out.dtype)
 
 
 _tile_photons.defjvp(_tile_photons_jvp, symbolic_zeros=True)
@@ -511,13 +519,16 @@ def pixel_photons_general(setup: Setup, ctx: Context, spixel: Array, fpixel: Arr
 # ---------------------------------------------------------------------------------------------
 
 
-def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array) -> Array:
+def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
+                       diff: bool = False) -> Array:
     """Photons in each pixel of a tile (P,) for setups without loop-coupled flags.
 
     Per pixel: Ω at the first sub-pixel, capture fraction at the first sub-pixel
     of the last layer, polarisation at the first (layer, sub-pixel, source) that
     passes ``-dmin``; then I = I_bg + Σ_k F_cell²·F_latt² over the sub-paths k in
-    the C program's loop order (summed per row, then over rows).
+    the C program's loop order (summed per row, then over rows).  ``diff``: the
+    parallelepiped F_latt² is ``physics.parallelepiped_sqr_of_q`` (the same value, with
+    a derivative rule that XLA:CPU evaluates in one pass; used by ``tile_photons``).
     """
     frame = ctx.frame
     dtype = frame.pix0.dtype
@@ -549,7 +560,10 @@ def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array)
         h = qx * a[0] + qy * a[1] + qz * a[2]
         k = qx * a[3] + qy * a[4] + qz * a[5]
         l = qx * a[6] + qy * a[7] + qz * a[8]
-        t = physics.lattice_factor_sqr(setup.shape, h, k, l, ctx.recip, ctx.N, ctx.fudge)
+        if diff and setup.shape == "SQUARE":
+            t = physics.parallelepiped_sqr_of_q(a, qx, qy, qz, ctx.N)
+        else:
+            t = physics.lattice_factor_sqr(setup.shape, h, k, l, ctx.recip, ctx.N, ctx.fudge)
         if setup.has_hkl:
             F = physics.structure_factor_nearest(jnp.stack([h, k, l], axis=-1), ctx.F_grid,
                                                  setup.hkl_min, setup.hkl_max, ctx.default_F, True)
@@ -570,8 +584,10 @@ def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array)
         def inner(j, acc):
             return acc + term_remat(A[j], qx, qy, qz, ok)
 
+        # Not unrolled in the derivative pass (DIFF_UNROLL): its transposed body is then one
+        # matrix's backward pass, a smaller program; unrolled 4x it ran at the same speed.
         return jax.lax.fori_loop(0, n_mats, inner, jnp.zeros((P,), dtype),
-                                 unroll=min(FAST_UNROLL, n_mats))
+                                 unroll=min(DIFF_UNROLL if diff else FAST_UNROLL, n_mats))
 
     ok_rows = pass_dmin if pass_dmin is not None else [None] * rows
     if ctx.source_weight is not None:  # the weight of each (layer, sub-pixel, source) row
