@@ -43,6 +43,21 @@ AVOGADRO = 6.02214179e23
 _SHAPE_WORDS = {"ROUND": "ellipsoidal", "SQUARE": "parallelpiped", "GAUSS": "gaussian", "TOPHAT": "tophat-spot"}
 
 
+# Log lines that are ours, not the C program's (the rest of the log is the C program's, line
+# for line; tests/test_smv_golden.py compares it with the C program's log after dropping these).
+OWN_LOG_PREFIXES = (
+    "nanoBragg",  # banner, warnings
+    "Statistics of the ",  # before max_I: how many pixels the statistics cover
+    "Read header from ",  # -img / -mask header values taken
+    "Convention: CUSTOM",  # which flags switched the detector convention to CUSTOM
+    "Loaded ",  # sources read from -sourcefile
+    "Debug output enabled",  # -printout
+    "Limiting output to pixel",  # -printout_pixel
+    "printout summary:",  # after the -printout blocks
+    "Tracing pixel ",  # -trace_pixel
+)
+
+
 def g(x: float) -> str:
     """C ``%g`` (Python's ``%g`` follows it, including ``-0`` and exponent form)."""
     return "%g" % float(x)

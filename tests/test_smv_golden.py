@@ -138,7 +138,9 @@ def _lines_agree(ours: str, theirs: str) -> bool:
 
 
 def _comparable(lines: list[str]) -> list[str]:
-    skip = ("nanoBragg", "mmap(")
+    from nanobragg_jax.report import OWN_LOG_PREFIXES
+
+    skip = OWN_LOG_PREFIXES + ("mmap(",)
     return [l for l in lines if not l.startswith(skip) and "photons on noise image" not in l]
 
 
