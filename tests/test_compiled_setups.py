@@ -36,10 +36,12 @@ def _setup(i: int):
 
 
 def test_setup_jit_matches_and_differentiates() -> None:
-    setup, params = _setup(0)
-    image = nb.simulate(setup, params)
-    assert image.shape == (6, 6) and float(image.sum()) > 0
-    grad = jax.grad(lambda p: nb.simulate(setup, p).sum())(params)
+    # the setup and gradient of test_programs_on_disk_replace_a_damaged_file_and_skip_traced_calls:
+    # one compiled gradient serves both tests
+    setup, params = _setup(4)
+    image = nb.simulate(setup, params, devices=1)
+    assert image.shape == (10, 10) and float(image.sum()) > 0
+    grad = jax.grad(lambda p: nb.simulate(setup, p, devices=1).sum())(params)
     assert np.isfinite(float(grad.distance)) and float(grad.default_F) > 0
     jitted = jax.jit(lambda p: nb.simulate(setup, p))(params)  # inside a caller's jit
     np.testing.assert_allclose(np.asarray(jitted), np.asarray(image), rtol=1e-12)

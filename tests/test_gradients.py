@@ -123,6 +123,8 @@ def make_put(params, dirs):
 # geometries
 
 def _mosflm_cubic():
+    # test_pixels.py renders these flags at 33 pixels and differentiates the same fields: kept
+    # equal, the two files share the compiled image and gradient
     exp = from_cli_args(
         "-cell 100 100 100 90 90 90 -default_F 100 -lambda 1 -N 5 -distance 100 "
         "-detpixels 33 -pixel 0.5 -oversample 1 -misset 3 5 7".split())

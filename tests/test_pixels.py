@@ -23,8 +23,9 @@ from nanobragg_jax.pixels import bucket_size, simulate_pixels  # noqa: E402
 from nanobragg_jax.simulate import simulate  # noqa: E402
 
 SETUPS = {
+    # test_gradients.py's mosflm_cubic geometry: the full image and its gradient are compiled once
     "mosflm_misset": "-cell 100 100 100 90 90 90 -default_F 100 -lambda 1 -N 5 -distance 100 "
-                     "-detpixels 40 -pixel 0.5 -oversample 1 -misset 3 5 7",
+                     "-detpixels 33 -pixel 0.5 -oversample 1 -misset 3 5 7",
     "oversample_thick": "-cell 70 80 90 85 95 105 -default_F 100 -lambda 1.2 -N 4 -distance 80 "
                         "-detpixels 32 -pixel 0.8 -oversample 2 -detector_thick 100 "
                         "-detector_abs 300 -detector_thicksteps 2 -misset 5 10 15",
@@ -57,14 +58,17 @@ def test_sparse_equals_full_image(name):
     setup, params = _load(name)
     image = np.asarray(simulate(setup, params))
     assert image.sum() > 0
+    # one bucket (the whole detector's) for both lists: one compiled program per setup
+    # (the default buckets are checked by test_mask_applied and test_same_bucket_does_not_recompile)
+    bucket = bucket_size(setup.spixels * setup.fpixels)
     s, f = _random_pixels(setup, 150, seed=1)
-    sparse = np.asarray(simulate_pixels(setup, params, s, f))
+    sparse = np.asarray(simulate_pixels(setup, params, s, f, bucket=bucket))
     full = image[s, f]
     assert np.count_nonzero(full) > 10
     np.testing.assert_allclose(sparse, full, rtol=1e-12, atol=1e-12 * image.max())
-    # every pixel of the detector, in a shuffled order (several tiles / buckets)
+    # every pixel of the detector, in a shuffled order (several tiles)
     s_all, f_all = _random_pixels(setup, setup.spixels * setup.fpixels, seed=2)
-    every = np.asarray(simulate_pixels(setup, params, s_all, f_all))
+    every = np.asarray(simulate_pixels(setup, params, s_all, f_all, bucket=bucket))
     np.testing.assert_allclose(every, image[s_all, f_all], rtol=1e-12, atol=1e-12 * image.max())
 
 
@@ -85,7 +89,9 @@ def test_gradient_of_sparse_loss_equals_full_image_loss():
     setup, params = _load("mosflm_misset")
     s, f = _random_pixels(setup, 120, seed=4)
     w = jnp.asarray(np.random.default_rng(5).normal(size=s.size))
-    fields = ("cell", "misset", "distance", "beam_center", "N", "wavelength")
+    # the fields test_gradients.py differentiates in the same geometry (one compiled full-image gradient)
+    fields = ("cell", "misset", "N", "distance", "beam_center", "pixel_size", "detector_rotation", "twotheta",
+              "wavelength", "kahn_factor", "fluence", "default_F", "phi0")
     sub = {k: getattr(params, k) for k in fields}
 
     def sparse_loss(d):
@@ -165,8 +171,8 @@ def test_interpolated_sparse_equals_full_image(tmp_path, monkeypatch, extra):
     s, f = _random_pixels(setup, setup.spixels * setup.fpixels, seed=6)
     sparse = np.asarray(simulate_pixels(setup, params, s, f))
     np.testing.assert_allclose(sparse, image[s, f], rtol=1e-12, atol=1e-12 * image.max())
-    # the switch passed in gives the same values
-    again = np.asarray(simulate_pixels(setup, params, s[:50], f[:50]))
+    # a shorter list (padded to the same bucket: the same compiled program) gives the same values
+    again = np.asarray(simulate_pixels(setup, params, s[:50], f[:50], bucket=bucket_size(s.size)))
     np.testing.assert_allclose(again, image[s[:50], f[:50]], rtol=1e-12, atol=1e-12 * image.max())
 
 

@@ -9,6 +9,7 @@ tier, order 2 in the slow tier).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 
@@ -49,7 +50,8 @@ def test_rotvec_to_matrix(r):
         np.testing.assert_allclose(M, ref, atol=1e-15)
     else:
         np.testing.assert_array_equal(M, np.eye(3))
-    check_grads(R.rotvec_to_matrix, (r,), order=2, modes=("fwd", "rev"), eps=1e-4, rtol=1e-6)
+    # jitted: a few compiled derivatives, shared by the three cases (eager: hundreds of operations)
+    check_grads(jax.jit(R.rotvec_to_matrix), (r,), order=2, modes=("fwd", "rev"), eps=1e-4, rtol=1e-6)
 
 
 def test_rotvec_derivative_at_identity_is_the_generator():
@@ -112,7 +114,8 @@ def test_anisotropic_mosaic_isotropic_limit_and_grads():
         out = R.anisotropic_mosaic(s, params.mosaic_axes, params.mosaic_caps, U)
         return out["mosaic_caps"][:, None] * out["mosaic_axes"]
 
-    check_grads(f, (jnp.asarray([0.3, 0.5, 0.7]),), order=2, modes=("fwd", "rev"), eps=1e-4,
+    # jitted: a few compiled derivatives (eager check_grads compiles hundreds of single operations)
+    check_grads(jax.jit(f), (jnp.asarray([0.3, 0.5, 0.7]),), order=2, modes=("fwd", "rev"), eps=1e-4,
                 rtol=1e-6)
 
 
@@ -131,9 +134,15 @@ def test_detector_pose_moves_pix0_by_the_shift(flags):
     f1 = det_geo.detector_frame(setup, new)
     np.testing.assert_allclose(np.asarray(f1.pix0 - f0.pix0), np.asarray(shift) * 1e-3, atol=1e-15)
     np.testing.assert_allclose(np.asarray(f1.fdet), np.asarray(f0.fdet), atol=1e-15)
-    check_grads(lambda d: det_geo.detector_frame(setup, params.replace(
-        **R.detector_pose(setup, params, d[:3], d[3:]))).pix0, (jnp.zeros(6),), order=2,
-        modes=("fwd", "rev"), eps=1e-3, rtol=1e-6)
+    # one jitted function of (setup, params, d): both parametrisations (same Setup) share its
+    # compiled derivatives (eager check_grads compiles hundreds of single operations instead)
+    check_grads(lambda d: _posed_pix0(setup, params, d), (jnp.zeros(6),), order=2,
+                modes=("fwd", "rev"), eps=1e-3, rtol=1e-6)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _posed_pix0(setup, params, d):
+    return det_geo.detector_frame(setup, params.replace(**R.detector_pose(setup, params, d[:3], d[3:]))).pix0
 
 
 def _panel_stack():

@@ -221,7 +221,8 @@ VARIANTS = {
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_simulate_finite_and_matches_differences_at_singular_points(variant):
     setup, base, f = singular_problem()
-    params = base.replace(**{k: jnp.asarray(v) for k, v in VARIANTS[variant].items()})
+    # the base's dtype (a weakly typed 0.0 would be a new program to compile for each variant)
+    params = base.replace(**{k: jnp.asarray(v, dtype=getattr(base, k).dtype) for k, v in VARIANTS[variant].items()})
     n = len(SINGULAR_DIRS)
     theta0 = jnp.zeros(n)
     image = simulate(setup, params)
@@ -258,7 +259,7 @@ def test_simulate_finite_and_matches_differences_at_singular_points(variant):
 def test_higher_order_at_the_identity():
     """Second derivatives (forward over reverse) are finite at misset 0, φ0 = 0, zero spread."""
     setup, base, f = singular_problem()
-    params = base.replace(mosaic_spread=jnp.asarray(0.0))
+    params = base.replace(mosaic_spread=jnp.asarray(0.0, dtype=base.mosaic_spread.dtype))
     sel = jnp.asarray([0, 1, 2, 3, 4])  # misset x, y, z; φ0; mosaic spread
     n = len(SINGULAR_DIRS)
 

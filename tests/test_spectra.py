@@ -9,6 +9,7 @@ program's unweighted image; one source is the C program's one-line
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -89,17 +91,22 @@ def test_weighted_image_is_weighted_mean_of_single_wavelength_images(extra):
     np.testing.assert_allclose(img, ref, rtol=1e-12, atol=1e-12 * ref.max())
 
 
+@functools.partial(jax.jit, static_argnums=0)  # one program (run eagerly: hundreds of compiled operations)
+def _both_paths(setup, params, s, f):
+    ctx = kernel.build_context(setup, params)
+    trig = (jnp.int32(0), jnp.int32(0))
+    return (kernel.pixel_photons_fast(setup, ctx, s, f),
+            kernel.pixel_photons_general(setup, ctx, s, f, jnp.arange(s.size), trig))
+
+
 def test_general_path_applies_the_same_weights():
     """The broadcast (general) path and the fast path agree on a weighted spectrum."""
     exp = from_cli_args(ARGS + ["-oversample", "2"])
     spec = spectra.Spectrum(np.array([0.98, 1.0, 1.02, 1.03]), weights=np.array([0.0, 3.0, 0.5, 1.0]))
     st, p = spectra.with_spectrum(exp.setup, exp.params, spec)
-    ctx = kernel.build_context(st, p)
     s, f = np.meshgrid(np.arange(st.spixels), np.arange(st.fpixels), indexing="ij")
     s, f = s.ravel().astype(np.int32), f.ravel().astype(np.int32)
-    trig = (np.int32(0), np.int32(0))
-    fast = np.asarray(kernel.pixel_photons_fast(st, ctx, s, f))
-    general = np.asarray(kernel.pixel_photons_general(st, ctx, s, f, np.arange(s.size), trig))
+    fast, general = (np.asarray(x) for x in _both_paths(st, p, s, f))
     np.testing.assert_allclose(general, fast, rtol=1e-12, atol=1e-12 * fast.max())
     assert fast.max() > 0
 
