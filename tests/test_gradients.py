@@ -237,7 +237,15 @@ def derivatives(name: str) -> Derivatives:
     return Derivatives(setup, params, dirs, put, f, theta0, float(jnp.sum(image)), rev, fwd, fd, d_h)
 
 
-@pytest.mark.parametrize("name", list(GEOMETRIES))
+# mosaic_phi_disp_abs is the costliest gradient to compile (~55 s cold): slow tier.  The same
+# parameters (mosaic spread and domains, φ steps, dispersion, divergence, sensor layers) are
+# checked against central differences in the default tier by tests/test_model.py's
+# test_gradient_of_every_float_leaf_matches_central_differences.
+DEFAULT_TIER = [n if n != "mosaic_phi_disp_abs" else pytest.param(n, marks=pytest.mark.slow)
+                for n in GEOMETRIES]
+
+
+@pytest.mark.parametrize("name", DEFAULT_TIER)
 def test_gradients_match_central_differences(name):
     d = derivatives(name)
     assert d.image_sum > 0.0
@@ -252,7 +260,7 @@ def test_gradients_match_central_differences(name):
     assert not bad, "\n".join(bad)
 
 
-@pytest.mark.parametrize("name", list(GEOMETRIES))
+@pytest.mark.parametrize("name", DEFAULT_TIER)
 def test_check_grads_first_order(name):
     """jax.test_util.check_grads, fwd and rev, in step units (eps = half a step)."""
     d = derivatives(name)
