@@ -352,8 +352,6 @@ def run(argv: Sequence[str]) -> int:
 
     check_cell(exp)  # the nanoBragg command's checks of values known after parsing
     check_experiment(exp)
-    if exp.options.get("dtype", "float64") == "float64":
-        jax.config.update("jax_enable_x64", True)
     setup, params = exp.setup, exp.params
     stack = None
     if expt_model is not None and len(expt_model.panels) > 1:
@@ -454,39 +452,28 @@ def run(argv: Sequence[str]) -> int:
     return 0
 
 
-def _devices_of(argv: Sequence[str]) -> int:
-    """The last ``--devices N`` of the command line (0 when absent or not a number)."""
-    n = 0
-    for i, a in enumerate(argv[:-1]):
-        if a == "--devices":
-            try:
-                n = int(argv[i + 1])
-            except ValueError:
-                n = 0  # split_args names the bad value
-    return max(0, n)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Console entry point ``nanoBragg-shots``."""
+    """Console entry point ``nanoBragg-shots`` (also callable as ``main(argv)`` from Python)."""
+    import jax
+
     from .flags import FlagError
     from .io.errors import InputFileError
 
-    import jax
-
     console = argv is None
     argv = sys.argv[1:] if console else list(argv)
-    # The command owns its process and turns on float64 (run); called from Python,
-    # the caller's x64 setting is put back afterwards, as the nanoBragg command does.
-    previous = bool(jax.config.jax_enable_x64)
-    if console:
-        # one CPU device per core (or --devices N), as the nanoBragg command does: the shot
-        # axis is sharded over devices, and one device alone does not keep two cores busy
-        # (2 cores: 2,071 shots/s on 2 devices against 1,404 on one; docs/shots.md)
-        from .cli import _threads_of, _use_cores
+    from .cli import _dtype_of, _threads_of, _use_cores
 
-        wanted = _devices_of(argv)
-        _use_cores(jax, wanted if wanted else _threads_of([]))
+    # Process-wide JAX settings belong to the entry point, not to run(): float64 unless
+    # -dtype float32 (put back afterwards when called from Python, as nanoBragg does), and,
+    # when the command owns its process, one CPU device per core (or --devices N) — the shot
+    # axis is sharded over devices, and one device alone does not keep two cores busy
+    # (2 cores: 2,071 shots/s on 2 devices against 1,404 on one; docs/shots.md).
+    previous = bool(jax.config.jax_enable_x64)
     try:
+        if console:
+            opts, _ = split_args(argv)
+            _use_cores(jax, opts["devices"] or _threads_of([]))
+        jax.config.update("jax_enable_x64", _dtype_of(argv) == "float64")
         return run(argv)
     except (UsageError, FlagError, InputFileError) as e:
         print(f"{PROGRAM}: error: {e}", file=sys.stderr)
