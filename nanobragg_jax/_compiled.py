@@ -86,9 +86,9 @@ def setup_jit(static_argnames: Sequence[str] = ("setup",)) -> Callable[[Callable
             fixed = {n: values.pop(n) for n in static}
             folder = _DISK.get()
             if folder is not None:
-                loaded = _from_disk(folder, fn, fixed, values)
-                if loaded is not None:
-                    return loaded(**values)
+                out = _run_from_disk(folder, fn, fixed, values)
+                if out is not _NOT_STORED:
+                    return out
             jitted = _closure(fn, fixed)
             return jitted(**values)
 
@@ -107,17 +107,23 @@ def _closure(fn: Callable, fixed: dict) -> Callable:
             _TABLE.move_to_end(key)
             return jitted
 
-    def closure(**traced: Any) -> Any:
-        return fn(**fixed, **traced)
-
-    closure.__name__ = closure.__qualname__ = fn.__name__  # names the compiled program
-    jitted = jax.jit(closure)
+    jitted = _new_jitted(fn, fixed)
     with _LOCK:
         jitted = _TABLE.setdefault(key, jitted)
         _TABLE.move_to_end(key)
         while len(_TABLE) > max(1, COMPILED_SETUPS):
             _TABLE.popitem(last=False)
     return jitted
+
+
+def _new_jitted(fn: Callable, fixed: dict) -> Callable:
+    """A new ``jax.jit`` of ``fn`` with ``fixed`` bound (no caches shared with earlier ones)."""
+
+    def closure(**traced: Any) -> Any:
+        return fn(**fixed, **traced)
+
+    closure.__name__ = closure.__qualname__ = fn.__name__  # names the compiled program
+    return jax.jit(closure)
 
 
 def clear_compiled_setups() -> None:
@@ -187,25 +193,38 @@ def _program_key(fn: Callable, fixed: dict, values: dict) -> Optional[str]:
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:40]
 
 
-def _from_disk(folder: str, fn: Callable, fixed: dict, values: dict) -> Optional[Callable]:
-    """The compiled program of ``fn`` for these static values and argument shapes, from
-    ``folder`` or compiled now and stored there; None when the store cannot be used."""
+_NOT_STORED = object()
+
+
+def _run_from_disk(folder: str, fn: Callable, fixed: dict, values: dict) -> Any:
+    """``fn(**fixed, **values)`` by a compiled program from ``folder`` — or compiled now and
+    stored there; ``_NOT_STORED`` when the store cannot be used (the caller traces as usual).
+
+    A stored program is trusted only once it has run: the copy is loaded back and run before
+    it is kept, and a stored file that fails to load or run is deleted.  (A program whose
+    fusions XLA:CPU took from an earlier compile in the same process can serialise without
+    their code — "Function … not found" when the copy runs.)
+    """
     from jax.experimental import serialize_executable
 
     try:
         key = _program_key(fn, fixed, values)
     except Exception:
-        return None
+        return _NOT_STORED
     if key is None:
-        return None
+        return _NOT_STORED
     path = Path(folder) / f"program-{key}.bin"
-    try:
-        payload, in_tree, out_tree, device_ids = pickle.loads(path.read_bytes())
+
+    def load(p: Path) -> Callable:
+        payload, in_tree, out_tree, device_ids = pickle.loads(p.read_bytes())
         by_id = {d.id: d for d in jax.devices()}
-        compiled = serialize_executable.deserialize_and_load(
+        return serialize_executable.deserialize_and_load(
             payload, in_tree, out_tree, execution_devices=[by_id[i] for i in device_ids])
+
+    try:
+        out = jax.block_until_ready(load(path)(**values))
         os.utime(path)  # last use, for the pruning below
-        return compiled
+        return out
     except FileNotFoundError:
         pass
     except Exception:  # stale or damaged: replace it
@@ -214,26 +233,31 @@ def _from_disk(folder: str, fn: Callable, fixed: dict, values: dict) -> Optional
         except OSError:
             pass
     # Compiled afresh: a program that JAX's persistent cache hands back keeps no object
-    # code to serialise again ("Function … not found" when the copy is loaded).
+    # code to serialise again, so neither that cache nor the table's jitted closure (which
+    # may hold such a program already) is used.
     cache_on = bool(jax.config.jax_enable_compilation_cache)
     try:
         jax.config.update("jax_enable_compilation_cache", False)
-        compiled = _closure(fn, fixed).lower(**values).compile()
+        compiled = _new_jitted(fn, fixed).lower(**values).compile()
     except Exception:
-        return None  # the traced path will raise the same error where it belongs
+        return _NOT_STORED  # the traced path will raise the same error where it belongs
     finally:
         jax.config.update("jax_enable_compilation_cache", cache_on)
+    out = compiled(**values)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         device_ids = [d.id for d in compiled.runtime_executable().local_devices()]
-        data = pickle.dumps((*serialize_executable.serialize(compiled), device_ids))
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
+        tmp.write_bytes(pickle.dumps((*serialize_executable.serialize(compiled), device_ids)))
+        jax.block_until_ready(load(tmp)(**values))  # the copy runs: keep it
         os.replace(tmp, path)
         _prune(path.parent)
     except Exception:  # a store is an optimisation only
-        pass
-    return compiled
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+    return out
 
 
 def _prune(folder: Path) -> None:
