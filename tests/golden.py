@@ -47,18 +47,6 @@ def case_ids() -> list[str]:
     return [c["id"] for c in manifest()] if available() else [MISSING_ID]
 
 
-def grouped(case_id: str, *marks):
-    """``case_id`` as a pytest parameter in the case's xdist group (``--dist loadgroup``).
-
-    Every test of one case (float64 and float32 parity, the command line's files and log)
-    runs in the same pytest-xdist worker, which renders and compiles the case once; spread
-    over two workers, each would render it again.
-    """
-    import pytest
-
-    return pytest.param(case_id, marks=(pytest.mark.xdist_group(f"golden-{case_id}"), *marks))
-
-
 def manifest() -> list[dict]:
     with open(golden_dir() / "cases" / "manifest.json") as fh:
         return json.load(fh)

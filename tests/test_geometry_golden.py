@@ -23,7 +23,7 @@ jax.config.update("jax_enable_x64", True)
 import nanobragg_jax as nb  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("golden_corpus")  # fails, never skips, without the corpus
-CASE_IDS = [golden.grouped(c) for c in golden.case_ids()]
+CASE_IDS = golden.case_ids()
 
 NUM = r"([-+0-9.eE]+|nan|-nan|inf)"
 

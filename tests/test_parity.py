@@ -22,7 +22,7 @@ import nanobragg_jax as nb  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("golden_corpus")  # fails, never skips, without the corpus
 
-CASE_IDS = [golden.grouped(c) for c in golden.case_ids()]
+CASE_IDS = golden.case_ids()
 
 
 @pytest.mark.parametrize("case_id", CASE_IDS)
@@ -50,8 +50,8 @@ FLOAT32_DEFAULT = {
     "sourcefile_lambdas", "absorption_oversample_thick", "water_only", "dmin", "roi", "mask",
     "integration",
 }
-FLOAT32_CASES = [golden.grouped(c) if c in FLOAT32_DEFAULT or c == golden.MISSING_ID
-                 else golden.grouped(c, pytest.mark.slow) for c in golden.case_ids()]
+FLOAT32_CASES = [c if c in FLOAT32_DEFAULT or c == golden.MISSING_ID
+                 else pytest.param(c, marks=pytest.mark.slow) for c in CASE_IDS]
 
 
 @pytest.mark.parametrize("case_id", FLOAT32_CASES)

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("golden_corpus")  # fails, never skips, wit
 from nanobragg_jax.cli import main  # noqa: E402
 from nanobragg_jax.io.smv import read_smv  # noqa: E402
 
-CASE_IDS = [golden.grouped(c) for c in golden.case_ids()]
+CASE_IDS = golden.case_ids()
 
 
 class Run:
