@@ -462,10 +462,11 @@ def _parallelepiped_sqr_of_q_jvp(primals, tangents):
         packed = slopes[0] if len(slopes) == 1 else jax.lax.complex(*slopes)
         return parts.g * parts.g, packed
 
-    # The value as the primal computes it: a rematerialised forward pass (the sub-path sum,
-    # which the cotangents of the per-pixel factors need) then does not evaluate the slopes.
-    out = parallelepiped_sqr_of_q(a, qx, qy, qz, N)
     sq, packed = computed_once(per_axis, N[0], a, qx, qy, qz, N)
+    # The value from the same stored g² (the primal's own expression, up to rounding): the
+    # kernel's derivative pass multiplies it into the cotangent of the pixel's factor
+    # (``kernel.pixel_photons_diff``), so the gratings are evaluated once per sub-path.
+    out = sq[0] * sq[1] * sq[2]
     if want_h and live_N:
         slope_h, slope_N = jnp.real(packed), jnp.imag(packed)
     else:
