@@ -577,20 +577,21 @@ def fast_rows(setup: Setup, ctx: Context, spixel: Array, fpixel: Array) -> FastR
     return FastRows(q, pass_dmin, w_rows, capture_last, polar_first, omega_first)
 
 
-def lattice_term(setup: Setup, ctx: Context, a: Array, qx: Array, qy: Array, qz: Array,
-                 ok: Array | None, diff: bool = False) -> Array:
+def lattice_term(setup: Setup, ctx: Context, a: Array, q, ok: Array | None,
+                 diff: bool = False) -> Array:
     """One sub-path's addition to the running sum, F_cell²·F_latt² at h = (a·q, b·q, c·q).
 
-    ``a`` (9,) rows a, b, c of one (φ, domain) matrix; ``qx, qy, qz`` and ``ok`` (the
-    ``-dmin`` test, or None) elementwise.  ``diff``: the parallelepiped F_latt² is
-    ``physics.parallelepiped_sqr_of_q`` (the same value, with a derivative rule that
-    XLA:CPU evaluates in one pass).
+    ``a`` (9,) rows a, b, c of one (φ, domain) matrix; ``q`` the components of q (three
+    arrays, or with ``diff`` one (3, ...) array) and ``ok`` (the ``-dmin`` test, or None)
+    elementwise.  ``diff``: the parallelepiped F_latt² is ``physics.parallelepiped_sqr_of_q``
+    (the same value, with a derivative rule that XLA:CPU evaluates in one pass).
     """
+    qx, qy, qz = q[0], q[1], q[2]
     h = qx * a[0] + qy * a[1] + qz * a[2]
     k = qx * a[3] + qy * a[4] + qz * a[5]
     l = qx * a[6] + qy * a[7] + qz * a[8]
     if diff and setup.shape == "SQUARE":
-        t = physics.parallelepiped_sqr_of_q(a, qx, qy, qz, ctx.N)
+        t = physics.parallelepiped_sqr_of_q(a, q, ctx.N)
     else:
         t = physics.lattice_factor_sqr(setup.shape, h, k, l, ctx.recip, ctx.N, ctx.fudge)
     if setup.has_hkl:
@@ -624,7 +625,7 @@ def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
     n_mats = A.shape[0]
 
     def term(a, qx, qy, qz, ok):
-        return lattice_term(setup, ctx, a, qx, qy, qz, ok)
+        return lattice_term(setup, ctx, a, (qx, qy, qz), ok)
 
     # Rematerialised under differentiation: the backward pass recomputes a
     # sub-path's terms from (a, q) instead of storing them for every sub-path.
@@ -694,7 +695,8 @@ def pixel_photons_diff(setup: Setup, ctx: Context, spixel: Array, fpixel: Array)
     cw = jnp.broadcast_to(c, (rows, P))
     if geo.weight is not None:
         cw = geo.weight[:, None] * cw
-    q = [x.reshape(rows * P) for x in geo.q]
+    # One (3, rows·P) array: its cotangent is then one accumulation per matrix, not three.
+    q = jnp.stack(geo.q).reshape(3, rows * P)
     ok = geo.pass_dmin.reshape(rows * P) if geo.pass_dmin is not None else None
     cw = cw.reshape(rows * P)
     A = ctx.real.reshape(-1, 9).astype(dtype)
@@ -703,14 +705,14 @@ def pixel_photons_diff(setup: Setup, ctx: Context, spixel: Array, fpixel: Array)
     # Rematerialised: the backward pass recomputes a matrix's terms from (a, q) instead of
     # storing them for every matrix.
     @jax.checkpoint
-    def weighted_term(a, qx, qy, qz, ok, cw):
-        return cw * lattice_term(setup, ctx, a, qx, qy, qz, ok, diff=True)
+    def weighted_term(a, q, ok, cw):
+        return cw * lattice_term(setup, ctx, a, q, ok, diff=True)
 
     if n_mats == 1:
-        s = weighted_term(A[0], *q, ok, cw)
+        s = weighted_term(A[0], q, ok, cw)
     else:
         # Not unrolled (DIFF_UNROLL): the transposed body is one matrix's backward pass, a
         # smaller program; unrolled 4x it ran at the same speed.
-        s = jax.lax.fori_loop(0, n_mats, lambda j, acc: acc + weighted_term(A[j], *q, ok, cw),
+        s = jax.lax.fori_loop(0, n_mats, lambda j, acc: acc + weighted_term(A[j], q, ok, cw),
                               jnp.zeros((rows * P,), dtype), unroll=min(DIFF_UNROLL, n_mats))
     return c0 * ctx.I_bg + jnp.sum(s.reshape(rows, P), axis=0)
