@@ -434,6 +434,21 @@ def tile_photons(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
 # chunks pay memory traffic, smaller ones the loop's per-iteration cost (4,096 was 1.1-1.5×
 # slower on canonical 1024², 262,144 5×; see docs/performance.md).
 DIFF_CHUNK = 16384
+# With several (layer, sub-pixel, source) rows the derivative pass evaluates all rows of a
+# chunk at once (``pixel_photons_diff``), so its arrays are rows × chunk long: the chunk is
+# then DIFF_ROW_BUDGET // rows pixels (a power of two, at least TILE_QUANTUM).  Measured on
+# heavy 256² (12 rows; float64, 2 devices, load 5-6): budgets of 4,096 / 8,192 / 16,384 /
+# 65,536 / 262,144 gave gradients 0.78 / 0.77 / 0.86 / 0.94 / 1.3 × main's.
+DIFF_ROW_BUDGET = 8192
+
+
+def diff_chunk(setup: Setup) -> int:
+    """Pixels per chunk of a tile's derivative pass (``tile_photons``); see DIFF_ROW_BUDGET."""
+    rows = setup.thicksteps * setup.n_subpixels * setup.n_sources
+    if rows == 1 or not fast_path_applies(setup):
+        return DIFF_CHUNK
+    chunk = max(DIFF_ROW_BUDGET // rows, TILE_QUANTUM)
+    return int(1 << (chunk.bit_length() - 1))
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(0,))
@@ -468,18 +483,19 @@ def _tile_photons_jvp(setup: Setup, primals, tangents):
     # would otherwise store its residuals (every sub-path's) for every tile.
     chunk_tangent = jax.checkpoint(chunk_tangent)
     P = spixel.shape[0]
-    if P <= DIFF_CHUNK:
+    chunk = diff_chunk(setup)
+    if P <= chunk:
         return out, chunk_tangent((spixel, fpixel, linear_index))
-    n = -(-P // DIFF_CHUNK)
-    pad = n * DIFF_CHUNK - P  # padding pixels repeat the last one; their tangents are dropped
+    n = -(-P // chunk)
+    pad = n * chunk - P  # padding pixels repeat the last one; their tangents are dropped
 
     def chunks(x):
         if pad:
             x = jnp.concatenate([x, jnp.broadcast_to(x[-1:], (pad,))])
-        return x.reshape(n, DIFF_CHUNK)
+        return x.reshape(n, chunk)
 
     # The chunking is inside the checkpoint too: its only residuals are the tile's own
-    # index arrays, not (n, DIFF_CHUNK) copies of them stored for every tile.
+    # index arrays, not (n, chunk) copies of them stored for every tile.
     @jax.checkpoint
     def tile_tangent(s, f, o):
         t = jax.lax.map(chunk_tangent, (chunks(s), chunks(f), chunks(o)))
@@ -519,17 +535,19 @@ def pixel_photons_general(setup: Setup, ctx: Context, spixel: Array, fpixel: Arr
 # ---------------------------------------------------------------------------------------------
 
 
-def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
-                       diff: bool = False) -> Array:
-    """Photons in each pixel of a tile (P,) for setups without loop-coupled flags.
+class FastRows(NamedTuple):
+    """Per-pixel geometry of the fast path: q per (layer, sub-pixel, source) row, and the factors."""
 
-    Per pixel: Ω at the first sub-pixel, capture fraction at the first sub-pixel
-    of the last layer, polarisation at the first (layer, sub-pixel, source) that
-    passes ``-dmin``; then I = I_bg + Σ_k F_cell²·F_latt² over the sub-paths k in
-    the C program's loop order (summed per row, then over rows).  ``diff``: the
-    parallelepiped F_latt² is ``physics.parallelepiped_sqr_of_q`` (the same value, with
-    a derivative rule that XLA:CPU evaluates in one pass; used by ``tile_photons``).
-    """
+    q: tuple[Array, Array, Array]  # components (rows, P), 1/m
+    pass_dmin: Array | None  # (rows, P) with -dmin, else None
+    weight: Array | None  # (rows,) source weight of each row (Setup.weighted_sources), else None
+    capture: Array  # (P,) capture fraction at the first sub-pixel of the last layer
+    polar: Array  # (P,) polarisation of ``polarization_used``
+    omega: Array  # (P,) solid angle at the first sub-pixel
+
+
+def fast_rows(setup: Setup, ctx: Context, spixel: Array, fpixel: Array) -> FastRows:
+    """The fast path's per-pixel geometry of the pixels (spixel, fpixel) (1-D)."""
     frame = ctx.frame
     dtype = frame.pix0.dtype
     P = spixel.shape[0]
@@ -543,7 +561,7 @@ def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
     q = scattering_vector(d, inc, ctx.wavelength)  # 3 × (T,n,n,S,P)
     q_shape = q[0].shape
     rows = q[0].size // P
-    q = [c.reshape(rows, P) for c in q]
+    q = tuple(c.reshape(rows, P) for c in q)
     if setup.use_dmin:
         pass_dmin = within_resolution(sin_theta_over_lambda(q), ctx.dmin)  # (rows, P)
         polar = polarization_rows(ctx, inc, d).reshape(rows, P)
@@ -552,25 +570,62 @@ def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
         pass_dmin = None
         polar = polarization_rows(ctx, inc[:1], [c[0, 0, 0] for c in d])  # (1, P)
         polar_first = polarization_used(setup, polar.T, None)
+    if ctx.source_weight is not None:  # the weight of each (layer, sub-pixel, source) row
+        w_rows = jnp.broadcast_to(ctx.source_weight.astype(dtype), q_shape[:-1]).reshape(rows)
+    else:
+        w_rows = None
+    return FastRows(q, pass_dmin, w_rows, capture_last, polar_first, omega_first)
 
+
+def lattice_term(setup: Setup, ctx: Context, a: Array, q, ok: Array | None,
+                 diff: bool = False) -> Array:
+    """One sub-path's addition to the running sum, F_cell²·F_latt² at h = (a·q, b·q, c·q).
+
+    ``a`` (9,) rows a, b, c of one (φ, domain) matrix; ``q`` the components of q (three
+    arrays, or with ``diff`` one (3, ...) array) and ``ok`` (the ``-dmin`` test, or None)
+    elementwise.  ``diff``: the parallelepiped F_latt² is ``physics.parallelepiped_sqr_of_q``
+    (the same value, with a derivative rule that XLA:CPU evaluates in one pass).
+    """
+    qx, qy, qz = q[0], q[1], q[2]
+    h = qx * a[0] + qy * a[1] + qz * a[2]
+    k = qx * a[3] + qy * a[4] + qz * a[5]
+    l = qx * a[6] + qy * a[7] + qz * a[8]
+    if diff and setup.shape == "SQUARE":
+        t = physics.parallelepiped_sqr_of_q(a, q, ctx.N)
+    else:
+        t = physics.lattice_factor_sqr(setup.shape, h, k, l, ctx.recip, ctx.N, ctx.fudge)
+    if setup.has_hkl:
+        F = physics.structure_factor_nearest(jnp.stack([h, k, l], axis=-1), ctx.F_grid,
+                                             setup.hkl_min, setup.hkl_max, ctx.default_F, True)
+        t = F * F * t
+    if ok is not None:
+        t = jnp.where(ok, t, 0.0)
+    return t
+
+
+def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
+                       diff: bool = False) -> Array:
+    """Photons in each pixel of a tile (P,) for setups without loop-coupled flags.
+
+    Per pixel: Ω at the first sub-pixel, capture fraction at the first sub-pixel
+    of the last layer, polarisation at the first (layer, sub-pixel, source) that
+    passes ``-dmin``; then I = I_bg + Σ_k F_cell²·F_latt² over the sub-paths k in
+    the C program's loop order (summed per row, then over rows).  ``diff``: the
+    formulation of ``pixel_photons_diff`` (the same value up to rounding, for the
+    derivative pass of ``tile_photons``).
+    """
+    if diff:
+        return pixel_photons_diff(setup, ctx, spixel, fpixel)
+    dtype = ctx.frame.pix0.dtype
+    P = spixel.shape[0]
+    geo = fast_rows(setup, ctx, spixel, fpixel)
+    q, pass_dmin, w_rows = geo.q, geo.pass_dmin, geo.weight
+    rows = q[0].shape[0]
     A = ctx.real.reshape(-1, 9).astype(dtype)  # (Φ·D, 9): rows a, b, c of each (φ, domain)
     n_mats = A.shape[0]
 
     def term(a, qx, qy, qz, ok):
-        h = qx * a[0] + qy * a[1] + qz * a[2]
-        k = qx * a[3] + qy * a[4] + qz * a[5]
-        l = qx * a[6] + qy * a[7] + qz * a[8]
-        if diff and setup.shape == "SQUARE":
-            t = physics.parallelepiped_sqr_of_q(a, qx, qy, qz, ctx.N)
-        else:
-            t = physics.lattice_factor_sqr(setup.shape, h, k, l, ctx.recip, ctx.N, ctx.fudge)
-        if setup.has_hkl:
-            F = physics.structure_factor_nearest(jnp.stack([h, k, l], axis=-1), ctx.F_grid,
-                                                 setup.hkl_min, setup.hkl_max, ctx.default_F, True)
-            t = F * F * t
-        if ok is not None:
-            t = jnp.where(ok, t, 0.0)
-        return t
+        return lattice_term(setup, ctx, a, (qx, qy, qz), ok)
 
     # Rematerialised under differentiation: the backward pass recomputes a
     # sub-path's terms from (a, q) instead of storing them for every sub-path.
@@ -584,16 +639,10 @@ def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
         def inner(j, acc):
             return acc + term_remat(A[j], qx, qy, qz, ok)
 
-        # Not unrolled in the derivative pass (DIFF_UNROLL): its transposed body is then one
-        # matrix's backward pass, a smaller program; unrolled 4x it ran at the same speed.
         return jax.lax.fori_loop(0, n_mats, inner, jnp.zeros((P,), dtype),
-                                 unroll=min(DIFF_UNROLL if diff else FAST_UNROLL, n_mats))
+                                 unroll=min(FAST_UNROLL, n_mats))
 
     ok_rows = pass_dmin if pass_dmin is not None else [None] * rows
-    if ctx.source_weight is not None:  # the weight of each (layer, sub-pixel, source) row
-        w_rows = jnp.broadcast_to(ctx.source_weight.astype(dtype), q_shape[:-1]).reshape(rows)
-    else:
-        w_rows = None
     if rows == 1:
         total = row_sum(q[0][0], q[1][0], q[2][0], ok_rows[0])
         if w_rows is not None:
@@ -617,4 +666,53 @@ def pixel_photons_fast(setup: Setup, ctx: Context, spixel: Array, fpixel: Array,
     if not setup.has_hkl:
         total = ctx.default_F * ctx.default_F * total
     I = ctx.I_bg + total
-    return scale_to_photons(setup, ctx, I, capture_last, polar_first, omega_first)
+    return scale_to_photons(setup, ctx, I, geo.capture, geo.polar, geo.omega)
+
+
+def pixel_photons_diff(setup: Setup, ctx: Context, spixel: Array, fpixel: Array) -> Array:
+    """``pixel_photons_fast`` written for its derivative (``tile_photons``); equal up to rounding.
+
+    The pixel's factor c = r_e²Φ/steps·capture·polarisation·Ω (× default_F² without
+    ``-hkl``, × the row's source weight) is moved inside the sum over sub-paths:
+
+        photons = c₀·I_bg + Σ_rows Σ_matrices (c·w_row)·F_cell²·F_latt².
+
+    Differentiated, each matrix's term then carries ċ·term + c·(term)˙, so the transposed
+    loop accumulates c̄ = Σ ȳ·term from the terms it evaluates anyway; the plain
+    formulation needs the pixel's sub-path sum for c̄, which the backward pass had to
+    recompute in a separate loop over all sub-paths (a whole forward pass).  The rows are
+    flattened into the pixel axis: the matrix loop, whose transposed body is ~30 separate
+    XLA operations (each a dispatch and a thread synchronisation), runs once per chunk
+    rather than once per row, and each matrix's ā = h̄ qᵀ is one dot over all rows (the
+    chunk is sized for this: ``diff_chunk``).
+    """
+    dtype = ctx.frame.pix0.dtype
+    P = spixel.shape[0]
+    geo = fast_rows(setup, ctx, spixel, fpixel)
+    rows = geo.q[0].shape[0]
+    c0 = scale_to_photons(setup, ctx, jnp.ones((P,), dtype), geo.capture, geo.polar, geo.omega)
+    c = c0 if setup.has_hkl else c0 * (ctx.default_F * ctx.default_F)
+    cw = jnp.broadcast_to(c, (rows, P))
+    if geo.weight is not None:
+        cw = geo.weight[:, None] * cw
+    # One (3, rows·P) array: its cotangent is then one accumulation per matrix, not three.
+    q = jnp.stack(geo.q).reshape(3, rows * P)
+    ok = geo.pass_dmin.reshape(rows * P) if geo.pass_dmin is not None else None
+    cw = cw.reshape(rows * P)
+    A = ctx.real.reshape(-1, 9).astype(dtype)
+    n_mats = A.shape[0]
+
+    # Rematerialised: the backward pass recomputes a matrix's terms from (a, q) instead of
+    # storing them for every matrix.
+    @jax.checkpoint
+    def weighted_term(a, q, ok, cw):
+        return cw * lattice_term(setup, ctx, a, q, ok, diff=True)
+
+    if n_mats == 1:
+        s = weighted_term(A[0], q, ok, cw)
+    else:
+        # Not unrolled (DIFF_UNROLL): the transposed body is one matrix's backward pass, a
+        # smaller program; unrolled 4x it ran at the same speed.
+        s = jax.lax.fori_loop(0, n_mats, lambda j, acc: acc + weighted_term(A[j], q, ok, cw),
+                              jnp.zeros((rows * P,), dtype), unroll=min(DIFF_UNROLL, n_mats))
+    return c0 * ctx.I_bg + jnp.sum(s.reshape(rows, P), axis=0)

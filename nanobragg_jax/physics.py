@@ -400,10 +400,10 @@ def structure_factor_tricubic(hkl: Array, F_grid: Array, hkl_min: tuple) -> Arra
 
 
 @jax.custom_jvp
-def parallelepiped_sqr_of_q(a: Array, qx: Array, qy: Array, qz: Array, N: Array) -> Array:
+def parallelepiped_sqr_of_q(a: Array, q: Array, N: Array) -> Array:
     """F_latt² of the parallelepiped spot at h_i = a_i·q: ``lattice_factor_sqr("SQUARE", …)``.
 
-    ``a`` (9,) rows a, b, c of one (φ, domain) matrix; ``qx, qy, qz`` (P,); ``N`` (3,).
+    ``a`` (9,) rows a, b, c of one (φ, domain) matrix; ``q`` (3, P) its components; ``N`` (3,).
     The same value, with a derivative rule written for XLA:CPU (used by the kernel's
     derivative pass, ``kernel.tile_photons``).  XLA:CPU has no multi-output loop fusion,
     so autodiff of the three gratings gave one fusion per cotangent (q̄x, q̄y, q̄z, the
@@ -411,9 +411,12 @@ def parallelepiped_sqr_of_q(a: Array, qx: Array, qy: Array, qz: Array, N: Array)
     three axes are one (3, P) stack; g² and the two slopes ∂(g²)/∂h, ∂(g²)/∂N (packed as
     one complex number: one pass computes both from the same sines and cosines) are
     written once (``computed_once``); the tangent is written with dots, ḣ = ȧ q + a q̇,
-    whose transposes are dots too (ā = h̄ qᵀ, q̄ = aᵀ h̄, N̄ = (∂T/∂N) t̄).
+    whose transposes are dots too (ā = h̄ qᵀ, q̄ = aᵀ h̄, N̄ = (∂T/∂N) t̄).  q is one (3, P)
+    array so that its cotangent is one array too (one accumulation per matrix in the
+    kernel's loop, not three).
     """
-    N = N.astype(qx.dtype)
+    N = N.astype(q.dtype)
+    qx, qy, qz = q
     h = qx * a[0] + qy * a[1] + qz * a[2]
     k = qx * a[3] + qy * a[4] + qz * a[5]
     l = qx * a[6] + qy * a[7] + qz * a[8]
@@ -440,32 +443,33 @@ def computed_once(fn, guard: Array, *args):
 
 
 def _parallelepiped_sqr_of_q_jvp(primals, tangents):
-    a, qx, qy, qz, N = primals
-    da, dqx, dqy, dqz, dN = tangents
-    live_a, live_N = _wants((da, dN))
-    live_q = any(_wants((dqx, dqy, dqz)))
-    dtype = qx.dtype
+    a, q, N = primals
+    da, dq, dN = tangents
+    live_a, live_q, live_N = _wants((da, dq, dN))
+    dtype = q.dtype
     N = N.astype(dtype)
     want_h = live_a or live_q
     if not (want_h or live_N):
-        out = parallelepiped_sqr_of_q(a, qx, qy, qz, N)
+        out = parallelepiped_sqr_of_q(a, q, N)
         return out, jnp.zeros_like(out)
 
-    def per_axis(a, qx, qy, qz, N):
+    def per_axis(a, q, N):
         """g² of the three axes (3, P), and their slopes ∂(g²)/∂h, ∂(g²)/∂N (those asked for).
 
         Both slopes come from the same four sines and cosines; packed as one complex
         number, one pass over the (3, P) stack writes both."""
-        H = jnp.stack([qx * a[3 * i] + qy * a[3 * i + 1] + qz * a[3 * i + 2] for i in range(3)])
+        H = jnp.stack([q[0] * a[3 * i] + q[1] * a[3 * i + 1] + q[2] * a[3 * i + 2]
+                       for i in range(3)])
         parts = _grating_parts(H, N[:, None], want_h, live_N)
         slopes = [2.0 * parts.g * d for d in (parts.dg_dh, parts.dg_dN) if d is not None]
         packed = slopes[0] if len(slopes) == 1 else jax.lax.complex(*slopes)
         return parts.g * parts.g, packed
 
-    # The value as the primal computes it: a rematerialised forward pass (the sub-path sum,
-    # which the cotangents of the per-pixel factors need) then does not evaluate the slopes.
-    out = parallelepiped_sqr_of_q(a, qx, qy, qz, N)
-    sq, packed = computed_once(per_axis, N[0], a, qx, qy, qz, N)
+    sq, packed = computed_once(per_axis, N[0], a, q, N)
+    # The value from the same stored g² (the primal's own expression, up to rounding): the
+    # kernel's derivative pass multiplies it into the cotangent of the pixel's factor
+    # (``kernel.pixel_photons_diff``), so the gratings are evaluated once per sub-path.
+    out = sq[0] * sq[1] * sq[2]
     if want_h and live_N:
         slope_h, slope_N = jnp.real(packed), jnp.imag(packed)
     else:
@@ -475,12 +479,9 @@ def _parallelepiped_sqr_of_q_jvp(primals, tangents):
     if want_h:
         dH = None
         if live_a:
-            Q = jnp.stack([qx, qy, qz])
-            dH = jnp.dot(da.astype(dtype).reshape(3, 3), Q, precision="highest")
+            dH = jnp.dot(da.astype(dtype).reshape(3, 3), q, precision="highest")
         if live_q:
-            dQ = jnp.stack([jnp.zeros_like(qx) if isinstance(t, SymbolicZero) else t
-                            for t in (dqx, dqy, dqz)])
-            dq_term = jnp.dot(a.reshape(3, 3), dQ, precision="highest")
+            dq_term = jnp.dot(a.reshape(3, 3), dq, precision="highest")
             dH = dq_term if dH is None else dH + dq_term
         tangent = jnp.sum((slope_h * others) * dH, axis=0)
     if live_N:
