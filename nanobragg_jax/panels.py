@@ -504,6 +504,56 @@ def _grouped(tree: Any, n_panels: int, tiling: Tiling) -> Any:
         lambda a: jnp.take(a, idx, axis=0).reshape((tiling.groups, tiling.group) + a.shape[1:]), tree)
 
 
+def interpolation_switches(psetup: Setup, params: Params, panels: PanelStack,
+                           mask: Optional[Array] = None) -> tuple[Array, Array]:
+    """Each panel's (raster index, sub-path index) at which the C program turns tricubic
+    interpolation off, two (n_panels,) int32 arrays; (n_valid, K) for a panel that never does.
+
+    Each panel is its own C run: the first sub-path (loop order) whose tricubic
+    neighbourhood leaves the grid is searched in that panel's raster order, with its own
+    frame and sensor.  ``psetup`` is the per-panel setup (:func:`panel_setup`) with
+    interpolation on; ``mask`` (n_panels, n_slow, n_fast): masked pixels never trip it.
+    Traceable; integer outputs, so no gradient flows through them.
+    """
+    n_panels = panels.n_panels
+    nf, ns = psetup.fpixels, psetup.spixels
+    n_valid = nf * ns
+    K = psetup.subpaths_per_pixel
+    tiling = _tiling(psetup, n_panels)
+    chunk, chunks = tiling.chunk, tiling.chunks
+    order = jnp.arange(chunks * chunk, dtype=jnp.int32).reshape(chunks, chunk)
+    lin = jnp.minimum(order, n_valid - 1)
+    S, F = lin // nf, lin % nf
+    order = jnp.minimum(order, n_valid)
+    frames = _grouped(panel_constants(psetup, params, panels), n_panels, tiling)
+    masks = None if mask is None else _grouped(jnp.broadcast_to(jnp.asarray(mask), panels.shape),
+                                                n_panels, tiling)
+    ctx0 = kernel.build_context(psetup, params)
+
+    def trig_tile(t):
+        c, g = t % chunks, t // chunks
+        s, f, o = S[c], F[c], order[c]
+
+        def one(frame, m):
+            act = o < n_valid
+            if m is not None:
+                act = act & (m[s, f] != 0)
+            return kernel.interpolation_trigger(psetup, _panel_context(ctx0, frame), s, f, act)
+
+        const = jax.tree_util.tree_map(lambda a: a[g], frames)
+        return jax.vmap(one)(const, None if masks is None else masks[g])  # (group, chunk)
+
+    first = jax.lax.map(trig_tile, jnp.arange(tiling.n_tiles, dtype=jnp.int32))
+    # (tiles, group, chunk) → (panels, pixels) in raster order: no transpose, as group = 1 or chunks = 1
+    first = first.reshape(-1)[:n_panels * chunks * chunk].reshape(n_panels, chunks * chunk)[:, :n_valid]
+    hit = first < K
+    any_hit = jnp.any(hit, axis=1)
+    p_star = jnp.where(any_hit, jnp.argmax(hit, axis=1), n_valid).astype(jnp.int32)
+    k_idx = jnp.minimum(p_star, n_valid - 1)
+    k_star = jnp.where(any_hit, jnp.take_along_axis(first, k_idx[:, None], 1)[:, 0], K)
+    return p_star, k_star.astype(jnp.int32)
+
+
 @partial(jax.jit, static_argnames=("psetup", "n_dev"))
 def _simulate_panels(psetup: Setup, params: Params, panels: PanelStack, mask: Optional[Array],
                      n_dev: int = 1) -> Array:
@@ -538,29 +588,7 @@ def _simulate_panels(psetup: Setup, params: Params, panels: PanelStack, mask: Op
         return flat.reshape(n_panels, chunks * chunk)[:, :n_valid]
 
     if psetup.interpolate:
-        # Each panel is its own C run: the point where the C program turns
-        # interpolation off is found per panel, in that panel's raster order.
-        ctx0 = kernel.build_context(psetup, params)
-        K = psetup.subpaths_per_pixel
-        masks = None if mask is None else _grouped(mask, n_panels, tiling)
-
-        def trig_tile(t):
-            s, f, o, g = tile_pixels((S, F, order), t)
-
-            def one(frame, m):
-                act = o < n_valid
-                if m is not None:
-                    act = act & (m[s, f] != 0)
-                return kernel.interpolation_trigger(psetup, _panel_context(ctx0, frame), s, f, act)
-
-            return jax.vmap(one)(pick(frames, g), None if masks is None else masks[g])
-
-        first = to_image(jax.lax.map(trig_tile, tile_ids))  # (panels, pixels) in raster order
-        hit = first < K
-        any_hit = jnp.any(hit, axis=1)
-        p_star = jnp.where(any_hit, jnp.argmax(hit, axis=1), n_valid).astype(jnp.int32)
-        k_idx = jnp.minimum(p_star, n_valid - 1)
-        k_star = jnp.where(any_hit, jnp.take_along_axis(first, k_idx[:, None], 1)[:, 0], K).astype(jnp.int32)
+        p_star, k_star = interpolation_switches(psetup, params, panels, mask)
     else:
         p_star = jnp.zeros((n_panels,), jnp.int32)
         k_star = jnp.zeros((n_panels,), jnp.int32)

@@ -110,58 +110,9 @@ def interpolation_switch(setup: Setup, params: Params, panels=None,
     n_panels = panels.n_panels
     if not psetup.interpolate:
         return jnp.zeros((n_panels,), jnp.int32), jnp.zeros((n_panels,), jnp.int32)
-    return _panel_switch(psetup, params, panels, mask)
+    from .panels import interpolation_switches
 
-
-def _panel_switch(psetup: Setup, params: Params, panels, mask: Optional[Array]) -> tuple[Array, Array]:
-    """Each panel's (raster index, sub-path index) of the interpolation switch.
-
-    The tiles of all panels are scanned together in raster order (the tiling of
-    ``simulate_panels``) until every panel has found its switch or the panels
-    end; a panel that never trips it gets (n_valid, K).
-    """
-    from .panels import _tiling, panel_frames
-
-    frames = jax.lax.stop_gradient(panel_frames(panels, params))
-    ctx = kernel.build_context(psetup, params)
-    n_panels = panels.n_panels
-    nf, ns = psetup.fpixels, psetup.spixels
-    n_valid = nf * ns
-    K = psetup.subpaths_per_pixel
-    tile, n_tiles = _tiling(psetup, n_panels)
-    order = jnp.arange(n_tiles * tile, dtype=jnp.int32).reshape(n_tiles, tile)
-    lin = jnp.minimum(order, n_valid - 1)
-    S, F = lin // nf, lin % nf
-    order = jnp.minimum(order, n_valid)
-    if mask is not None:
-        mask = jnp.broadcast_to(jnp.asarray(mask), panels.shape)
-    none = jnp.full((n_panels,), n_valid, jnp.int32)
-
-    def searching(state):
-        i, p_star, _ = state
-        return (i < n_tiles) & jnp.any(p_star == n_valid)
-
-    def next_tile(state):
-        i, p_star, k_star = state
-        s, f, o = S[i], F[i], order[i]
-
-        def one(frame, m):
-            act = o < n_valid
-            if m is not None:
-                act = act & (m[s, f] != 0)
-            return kernel.interpolation_trigger(psetup, ctx._replace(frame=frame), s, f, act)
-
-        first = jax.vmap(one)(frames, mask)  # (panels, tile)
-        hit = first < K
-        j = jnp.argmax(hit, axis=1)
-        found = jnp.any(hit, axis=1) & (p_star == n_valid)
-        p_star = jnp.where(found, o[j], p_star).astype(jnp.int32)
-        k_star = jnp.where(found, jnp.take_along_axis(first, j[:, None], 1)[:, 0], k_star)
-        return i + 1, p_star, k_star.astype(jnp.int32)
-
-    _, p_star, k_star = jax.lax.while_loop(
-        searching, next_tile, (jnp.int32(0), none, jnp.full((n_panels,), K, jnp.int32)))
-    return p_star, k_star
+    return interpolation_switches(psetup, params, panels, mask)
 
 
 def _remat(render_tile):

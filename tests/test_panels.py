@@ -246,6 +246,14 @@ def test_interpolated_panels_switch_per_panel_like_single_runs(tmp_path, monkeyp
     single = PanelStack(origin=other[None], fast=f[None], slow=s[None], n_fast=16, n_slow=12, pixel_size=1.0)
     np.testing.assert_allclose(out[0], np.asarray(simulate_panels(exp.setup, exp.params, single))[0],
                                rtol=1e-12, atol=1e-12 * img.max())
+    # the public switch of a stack (what simulate_pixels uses): per panel, that of its own run
+    from nanobragg_jax.pixels import interpolation_switch
+    from nanobragg_jax.simulate import interpolation_switch as single_switch
+
+    p_star, k_star = (np.asarray(x) for x in interpolation_switch(exp.setup, exp.params, stack))
+    p1, k1 = (np.asarray(x) for x in interpolation_switch(exp.setup, exp.params, single))
+    assert (p_star[1], k_star[1]) == tuple(int(x) for x in single_switch(exp.setup, exp.params))
+    assert (p_star[0], k_star[0]) == (p1[0], k1[0])  # (a mid-image switch: test_pixels, slow tier)
 
 
 def test_model_with_several_panels_renders_through_simulate_panels():
