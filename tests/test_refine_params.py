@@ -351,5 +351,7 @@ def test_joint_parameterisation_check_grads_order2():
     in test_outside_kernel_parameterisations)."""
     f, _, n = _joint_model()
     keep = jnp.ones(n).at[21:24].set(0.0)  # layout: log F is entries 21–23
-    check_grads(lambda u: f(u * keep), (jnp.zeros(n),), order=2, modes=("fwd", "rev"), eps=0.5,
+    # eps 0.1 step units: at 0.5 the second difference's truncation error (third derivatives
+    # of the spot profile) alone was 0.6 % of the directional second derivative
+    check_grads(lambda u: f(u * keep), (jnp.zeros(n),), order=2, modes=("fwd", "rev"), eps=0.1,
                 atol=1e-8, rtol=2e-3)
