@@ -15,7 +15,7 @@ output options, the printed summary).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import numpy as np
@@ -170,6 +170,18 @@ class Setup:
         if self.has_mask and shape(params.mask) != (self.spixels, self.fpixels):
             raise ValueError(f"Params.mask has shape {shape(params.mask)}, the detector is "
                              f"({self.spixels}, {self.fpixels})")
+
+    def keeping(self, names: Sequence[str]) -> "Setup":
+        """This setup with only the fields ``names`` kept, every other one at its default.
+
+        A program that reads only those fields is compiled once for every setup that agrees on
+        them (``kernel.context_setup``, ``experiment.geometry_key``).  Without ``spixels`` or
+        ``fpixels`` the default detector (and its full ROI) stands in.
+        """
+        kept = {n: getattr(self, n) for n in names}
+        spixels, fpixels = kept.get("spixels", Setup.spixels), kept.get("fpixels", Setup.fpixels)
+        kept.setdefault("roi", (0, fpixels - 1, 0, spixels - 1))
+        return Setup(**kept)
 
     @property
     def n_subpixels(self) -> int:

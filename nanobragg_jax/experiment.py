@@ -13,6 +13,7 @@ it (oversampling, N from crystal size) and for the printed summary.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from typing import Optional, Sequence
@@ -561,7 +562,8 @@ def _time_seed() -> int:
     return int(time.time())
 
 
-@setup_jit(static_argnames=("setup",))  # bounded cache of compiled setups (cli branch)
+# bounded cache of compiled setups (cli branch); scalar geometry: quick compile options
+@setup_jit(static_argnames=("setup",), optimize=False)
 def _geometry_arrays(setup: Setup, params: Params):
     from .geometry import crystal as crystal_geo
     from .geometry import detector as det_geo
@@ -569,9 +571,33 @@ def _geometry_arrays(setup: Setup, params: Params):
     return det_geo.detector_frame(setup, params), crystal_geo.lattice(setup, params)
 
 
+# What ``detector.detector_frame`` and ``crystal.lattice`` read (tests/test_program_keys.py records
+# it; the detector height only for ADXV's flipped slow axis).  ``derived_geometry`` compiles its
+# program for these alone, so flag sets that differ in anything else (detector size, sources, N,
+# oversampling, the HKL grid, the mask) share one program instead of compiling their own (~0.7 s
+# at every new setup of the command line).
+GEOMETRY_SETUP_FIELDS = ("convention", "pivot", "close_distance_given", "orientation", "odet_given")
+GEOMETRY_PARAM_FIELDS = ("cell", "recip_matrix", "misset", "distance", "close_distance", "beam_center",
+                         "close_center", "pixel_size", "detector_rotation", "twotheta", "fdet", "sdet",
+                         "odet", "beam_vector", "twotheta_axis")
+
+
+def geometry_fields(setup: Setup) -> tuple[str, ...]:
+    """The Setup fields the detector frame and the lattice read for this setup."""
+    return GEOMETRY_SETUP_FIELDS + (("spixels",) if setup.convention == "ADXV" else ())
+
+
+def geometry_key(setup: Setup, params: Params) -> tuple[Setup, Params]:
+    """(setup, params) reduced to what the detector frame and the lattice depend on: the other
+    Setup fields at their defaults, the other Params leaves float zeros of shape ()."""
+    zero = np.zeros((), jnp.result_type(params.distance))
+    unused = {f.name: zero for f in dataclasses.fields(params) if f.name not in GEOMETRY_PARAM_FIELDS}
+    return setup.keeping(geometry_fields(setup)), params.replace(**unused)
+
+
 def derived_geometry(setup: Setup, params: Params) -> dict:
     """Detector and cell quantities the C program prints or decides on (float64)."""
-    frame, lat = _geometry_arrays(setup, params)
+    frame, lat = _geometry_arrays(*geometry_key(setup, params))
     real = np.asarray(lat.real) * 1e-10
     return dict(
         distance=float(frame.distance),

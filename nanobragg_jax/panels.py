@@ -475,6 +475,8 @@ def simulate_panels(setup: Setup, params: Params, panels: PanelStack,
       ``panel_lowering(panels, beam)[..][i]``.  Differentiable with respect to
       ``params`` and to the panels' origin, fast and slow arrays.
     """
+    from .simulate import shared_context
+
     _check_pixel_size(panels, params)
     _check_sensors(panels)
     psetup = panel_setup(setup, panels)
@@ -484,9 +486,10 @@ def simulate_panels(setup: Setup, params: Params, panels: PanelStack,
             and jnp.result_type(params.wavelength) == jnp.float32):
         # as simulate(): hard-edged spots are evaluated in float64 when allowed
         wide = params.astype(jnp.float64)
-        return _simulate_panels(psetup, wide, panels.astype(jnp.float64), mask,
-                                _n_devices(devices)).astype(jnp.float32)
-    return _simulate_panels(psetup, params, panels, mask, _n_devices(devices))
+        return _simulate_panels(psetup, shared_context(psetup, wide), wide, panels.astype(jnp.float64),
+                                mask, _n_devices(devices)).astype(jnp.float32)
+    return _simulate_panels(psetup, shared_context(psetup, params), params, panels, mask,
+                            _n_devices(devices))
 
 
 def _n_devices(devices: Optional[int]) -> int:
@@ -505,14 +508,16 @@ def _grouped(tree: Any, n_panels: int, tiling: Tiling) -> Any:
 
 
 def interpolation_switches(psetup: Setup, params: Params, panels: PanelStack,
-                           mask: Optional[Array] = None) -> tuple[Array, Array]:
+                           mask: Optional[Array] = None,
+                           ctx: Optional[kernel.Context] = None) -> tuple[Array, Array]:
     """Each panel's (raster index, sub-path index) at which the C program turns tricubic
     interpolation off, two (n_panels,) int32 arrays; (n_valid, K) for a panel that never does.
 
     Each panel is its own C run: the first sub-path (loop order) whose tricubic
     neighbourhood leaves the grid is searched in that panel's raster order, with its own
     frame and sensor.  ``psetup`` is the per-panel setup (:func:`panel_setup`) with
-    interpolation on; ``mask`` (n_panels, n_slow, n_fast): masked pixels never trip it.
+    interpolation on; ``mask`` (n_panels, n_slow, n_fast): masked pixels never trip it;
+    ``ctx``: ``kernel.build_context(psetup, params)`` when the caller has it.
     Traceable; integer outputs, so no gradient flows through them.
     """
     n_panels = panels.n_panels
@@ -528,7 +533,7 @@ def interpolation_switches(psetup: Setup, params: Params, panels: PanelStack,
     frames = _grouped(panel_constants(psetup, params, panels), n_panels, tiling)
     masks = None if mask is None else _grouped(jnp.broadcast_to(jnp.asarray(mask), panels.shape),
                                                 n_panels, tiling)
-    ctx0 = kernel.build_context(psetup, params)
+    ctx0 = jax.lax.stop_gradient(kernel.build_context(psetup, params) if ctx is None else ctx)
 
     def trig_tile(t):
         c, g = t % chunks, t // chunks
@@ -555,8 +560,9 @@ def interpolation_switches(psetup: Setup, params: Params, panels: PanelStack,
 
 
 @partial(jax.jit, static_argnames=("psetup", "n_dev"))
-def _simulate_panels(psetup: Setup, params: Params, panels: PanelStack, mask: Optional[Array],
-                     n_dev: int = 1) -> Array:
+def _simulate_panels(psetup: Setup, ctx: kernel.Context, params: Params, panels: PanelStack,
+                     mask: Optional[Array], n_dev: int = 1) -> Array:
+    """The jitted renderer behind ``simulate_panels`` (``ctx`` from ``simulate.shared_context``)."""
     dtype = jnp.result_type(params.wavelength)
     n_panels = panels.n_panels
     nf, ns = psetup.fpixels, psetup.spixels
@@ -588,15 +594,13 @@ def _simulate_panels(psetup: Setup, params: Params, panels: PanelStack, mask: Op
         return flat.reshape(n_panels, chunks * chunk)[:, :n_valid]
 
     if psetup.interpolate:
-        p_star, k_star = interpolation_switches(psetup, params, panels, mask)
+        p_star, k_star = interpolation_switches(psetup, params, panels, mask, ctx)
     else:
         p_star = jnp.zeros((n_panels,), jnp.int32)
         k_star = jnp.zeros((n_panels,), jnp.int32)
     triggers = _grouped((p_star, k_star), n_panels, tiling)
 
-    def render(params, frames, triggers, pix, tile_ids):
-        ctx = kernel.build_context(psetup, params)
-
+    def render(ctx, frames, triggers, pix, tile_ids):
         # Rematerialised under differentiation like simulate(): only the sub-path
         # sums of a tile are kept for the backward pass.
         def render_tile(t):
@@ -619,7 +623,7 @@ def _simulate_panels(psetup: Setup, params: Params, panels: PanelStack, mask: Op
         mesh = Mesh(np.asarray(jax.devices("cpu")[:tiling.n_dev]), ("tiles",))
         render = jax.shard_map(render, mesh=mesh, in_specs=(PS(), PS(), PS(), PS(), PS("tiles")),
                                out_specs=PS("tiles"), check_vma=False)
-    values = to_image(render(params, frames, triggers, (S, F, order), tile_ids)).reshape(n_panels, ns, nf).astype(dtype)
+    values = to_image(render(ctx, frames, triggers, (S, F, order), tile_ids)).reshape(n_panels, ns, nf).astype(dtype)
     if mask is not None:
         values = jnp.where(mask != 0, values, 0.0)
     return values

@@ -105,7 +105,7 @@ def interpolation_switch(setup: Setup, params: Params, panels=None,
         if n_valid == 0:
             return jnp.int32(0), jnp.int32(setup.subpaths_per_pixel)
         S, F, order = _tile_indices(setup, tile, n_tiles)
-        return _interpolation_switch(setup, params, S, F, order, n_valid)
+        return _interpolation_switch(setup, kernel.build_context(setup, params), S, F, order, n_valid)
     psetup = _panel_setup(setup, panels)
     n_panels = panels.n_panels
     if not psetup.interpolate:

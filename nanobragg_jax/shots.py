@@ -251,7 +251,7 @@ def _render(setup: Setup, params: Params, shots: Shots, chunk: int, n_dev: int, 
 
     def one(shot):
         if panels is None:
-            return _simulate(setup, shot_params(params, shot), 1)
+            return _simulate(setup, kernel.build_context(setup, shot_params(params, shot)), 1)
         return simulate_panels(setup, shot_params(params, shot), panels, devices=1)
 
     def local(params_, shots_):

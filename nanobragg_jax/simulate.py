@@ -78,8 +78,28 @@ def simulate(setup: "Setup | Model", params: Optional[Params] = None, *,
     n_dev = default_devices() if devices is None else max(1, int(devices))
     if _needs_wide_edges(setup, params):
         wide = params.astype(jnp.float64)
-        return _simulate(setup, wide, n_dev).astype(jnp.float32)
-    return _simulate(setup, params, n_dev)
+        return _simulate(setup, shared_context(setup, wide), n_dev).astype(jnp.float32)
+    return _simulate(setup, shared_context(setup, params), n_dev)
+
+
+# scalar geometry: compiled without XLA's backend optimisation (see _compiled.quick_compile_options)
+@setup_jit(static_argnames=("setup",), optimize=False)
+def _context(setup: Setup, params: Params) -> kernel.Context:
+    return kernel.build_context(setup, params)
+
+
+def shared_context(setup: Setup, params: Params) -> kernel.Context:
+    """``kernel.build_context``, compiled for the fields it reads (``kernel.context_setup``).
+
+    Setups that differ only in what the pixel loop reads (detector size, ROI, spot shape,
+    F(hkl) grid, sensor layers, per-sub-path switches) share this program, so a new setup
+    compiles only its pixel loop (the geometry is half of a small image's compile time).  The
+    F grid and the mask, large and of per-setup shapes, pass around it.  Inside a caller's
+    ``jit`` the two programs inline into one, as before.
+    """
+    zero = np.zeros((), jnp.result_type(params.wavelength))
+    ctx = _context(kernel.context_setup(setup), params.replace(F_grid=zero, mask=zero))
+    return ctx._replace(F_grid=params.F_grid, mask=params.mask)
 
 
 def default_devices() -> int:
@@ -124,7 +144,7 @@ def _tile_indices(setup: Setup, tile: int, n_tiles: int) -> tuple[Array, Array, 
     return s_idx, f_idx, jnp.minimum(order, n_valid)
 
 
-def _interpolation_switch(setup: Setup, params: Params, S: Array, F: Array, order: Array,
+def _interpolation_switch(setup: Setup, ctx: kernel.Context, S: Array, F: Array, order: Array,
                           n_valid: int) -> tuple[Array, Array]:
     """(raster index, sub-path index) where the C program turns tricubic interpolation off.
 
@@ -133,7 +153,7 @@ def _interpolation_switch(setup: Setup, params: Params, S: Array, F: Array, orde
     detector's edge is at the highest resolution.  (n_valid, K) when that never
     happens.  The switch is discrete: no gradient flows through it.
     """
-    ctx = kernel.build_context(setup, jax.lax.stop_gradient(params))
+    ctx = jax.lax.stop_gradient(ctx)
     K = setup.subpaths_per_pixel
     active = order < n_valid
     if setup.has_mask:
@@ -165,15 +185,15 @@ def interpolation_switch(setup: Setup, params: Params) -> tuple[Array, Array]:
     if n_valid == 0:
         return jnp.int32(0), jnp.int32(setup.subpaths_per_pixel)
     S, F, order = _tile_indices(setup, tile, n_tiles)
-    return _interpolation_switch(setup, params, S, F, order, n_valid)
+    return _interpolation_switch(setup, kernel.build_context(setup, params), S, F, order, n_valid)
 
 
 # cli branch: compiled setups live in a bounded LRU (see _compiled.py: each compiled setup
 # holds hundreds of memory mappings; an unbounded jit cache crashed long sessions)
 @setup_jit(static_argnames=("setup", "n_dev"))
-def _simulate(setup: Setup, params: Params, n_dev: int = 1) -> Array:
-    """The jitted renderer behind ``simulate`` (setup static)."""
-    dtype = jnp.result_type(params.wavelength)
+def _simulate(setup: Setup, ctx: kernel.Context, n_dev: int = 1) -> Array:
+    """The jitted renderer behind ``simulate`` (setup static; ``ctx`` from ``shared_context``)."""
+    dtype = jnp.result_type(ctx.wavelength)
     image = jnp.zeros((setup.spixels, setup.fpixels), dtype)
     fmin, fmax, smin, smax = roi_bounds(setup)
     tile, n_tiles, n_valid = _tiling(setup, n_dev)
@@ -183,13 +203,11 @@ def _simulate(setup: Setup, params: Params, n_dev: int = 1) -> Array:
     S, F, order = _tile_indices(setup, tile, n_tiles)
 
     if setup.interpolate:
-        trigger = _interpolation_switch(setup, params, S, F, order, n_valid)
+        trigger = _interpolation_switch(setup, ctx, S, F, order, n_valid)
     else:
         trigger = (jnp.int32(0), jnp.int32(0))
 
-    def render(params, S, F, order, trigger):
-        ctx = kernel.build_context(setup, params)
-
+    def render(ctx, S, F, order, trigger):
         # grad branch: kernel.tile_photons differentiates a tile in cache-sized chunks,
         # recomputed from the pixel indices (nothing per pixel is stored for the backward pass).
         def render_tile(args):
@@ -207,14 +225,14 @@ def _simulate(setup: Setup, params: Params, n_dev: int = 1) -> Array:
         render = jax.shard_map(render, mesh=mesh, in_specs=(PS(), PS("tiles"), PS("tiles"),
                                                             PS("tiles"), PS()),
                                out_specs=PS("tiles"), check_vma=False)
-    values = render(params, S, F, order, trigger).reshape(-1)[:n_valid]
+    values = render(ctx, S, F, order, trigger).reshape(-1)[:n_valid]
     values = values.reshape(smax - smin + 1, fmax - fmin + 1).astype(dtype)
     if (fmin, fmax, smin, smax) == (0, setup.fpixels - 1, 0, setup.spixels - 1):
         image = values
     else:
         image = image.at[smin:smax + 1, fmin:fmax + 1].set(values)
     if setup.has_mask:
-        image = jnp.where(params.mask != 0, image, 0.0)
+        image = jnp.where(ctx.mask != 0, image, 0.0)
     return image
 
 
