@@ -13,7 +13,6 @@ it (oversampling, N from crystal size) and for the printed summary.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from typing import Optional, Sequence
@@ -590,9 +589,7 @@ def geometry_fields(setup: Setup) -> tuple[str, ...]:
 def geometry_key(setup: Setup, params: Params) -> tuple[Setup, Params]:
     """(setup, params) reduced to what the detector frame and the lattice depend on: the other
     Setup fields at their defaults, the other Params leaves float zeros of shape ()."""
-    zero = np.zeros((), jnp.result_type(params.distance))
-    unused = {f.name: zero for f in dataclasses.fields(params) if f.name not in GEOMETRY_PARAM_FIELDS}
-    return setup.keeping(geometry_fields(setup)), params.replace(**unused)
+    return setup.keeping(geometry_fields(setup)), params.keeping(GEOMETRY_PARAM_FIELDS)
 
 
 def derived_geometry(setup: Setup, params: Params) -> dict:

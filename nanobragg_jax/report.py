@@ -189,6 +189,18 @@ def _solid_angle_block(setup: Setup, params: Params, start: Array, size: int) ->
     return jnp.sum(jnp.where(keep, omega, 0.0))
 
 
+# What ``_solid_angle_block`` reads (tests/test_program_keys.py records it): the detector frame's
+# fields and the sub-pixel rays'.  Its program is compiled for these alone, so flag sets that
+# differ in the crystal, the beam's sources or the spot shape share it.
+SOLID_ANGLE_SETUP_FIELDS = ("convention", "pivot", "close_distance_given", "odet_given", "spixels",
+                            "fpixels", "roi", "oversample", "thicksteps", "thick_divisor",
+                            "has_thickness", "oversample_omega", "has_mask", "point_pixel",
+                            "curved_detector")
+SOLID_ANGLE_PARAM_FIELDS = ("distance", "close_distance", "beam_center", "close_center", "pixel_size",
+                            "detector_rotation", "twotheta", "fdet", "sdet", "odet", "beam_vector",
+                            "twotheta_axis", "thickness", "mask")
+
+
 def solid_angle_sum(exp: Experiment) -> float:
     """The C program's "solid angle subtended by detector" (sr): Σ Ω over layers × sub-pixels / steps.
 
@@ -203,10 +215,11 @@ def solid_angle_sum(exp: Experiment) -> float:
     per_pixel = 1 if not setup.oversample_omega else setup.thicksteps * setup.n_subpixels
     size = int(min(n_valid, max(1, _SOLID_ANGLE_BUDGET // per_pixel)))
     total = 0.0
+    key = setup.keeping(SOLID_ANGLE_SETUP_FIELDS)
     with jax.enable_x64(True):
-        params = _params64(exp)
+        params = _params64(exp).keeping(SOLID_ANGLE_PARAM_FIELDS)
         for start in range(0, n_valid, size):
-            total += float(_solid_angle_block(setup, params, jnp.int64(start), size))
+            total += float(_solid_angle_block(key, params, jnp.int64(start), size))
     return total / setup.steps
 
 

@@ -1,5 +1,6 @@
 """Programs compiled for the fields they read: ``experiment.geometry_key`` (the printed
-geometry) and ``kernel.context_setup`` (``simulate``'s shared geometry program).
+geometry), ``kernel.context_setup`` (``simulate``'s shared geometry program) and the command
+line's solid-angle sum (``report.SOLID_ANGLE_*_FIELDS``).
 
 Each reduced program must read no Setup field (and, for the geometry, no Params leaf) outside its
 declared list — else it would silently use a default — and must give the full setup's numbers.
@@ -142,3 +143,22 @@ def test_shared_context_equals_the_context_of_the_full_setup(tmp_path):
             a, b = np.asarray(a), np.asarray(b)  # a few ulp apart at most (the quick options)
             np.testing.assert_allclose(b, a, rtol=1e-14, atol=1e-15 * np.abs(a).max(initial=0.0),
                                        err_msg=f"{name} {path[0]}")
+
+
+# --- the command line's solid-angle sum -------------------------------------------------------
+
+def test_solid_angle_reads_only_the_key_fields_and_sums_as_the_full_setup(tmp_path):
+    import importlib
+
+    report = importlib.import_module("nanobragg_jax.report")
+    block = report._solid_angle_block.__wrapped__
+    for name, exp in _context_cases(tmp_path).items():
+        setup_reads, param_reads = set(), set()
+        jax.eval_shape(lambda p: block(_Reads(exp.setup, setup_reads), _Reads(p, param_reads), 0, 64),
+                       exp.params)
+        allowed = set(report.SOLID_ANGLE_SETUP_FIELDS) | {"n_subpixels"}  # a property of oversample
+        assert setup_reads and setup_reads <= allowed, (name, setup_reads - allowed)
+        assert param_reads and param_reads <= set(report.SOLID_ANGLE_PARAM_FIELDS), (name, param_reads)
+        full = float(jax.jit(block, static_argnums=(0, 3))(exp.setup, exp.params, 0, exp.setup.spixels
+                                                           * exp.setup.fpixels)) / exp.setup.steps
+        np.testing.assert_allclose(report.solid_angle_sum(exp), full, rtol=1e-12)
