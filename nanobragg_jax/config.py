@@ -277,12 +277,16 @@ class Params:
         """A copy with some fields replaced (values are converted lazily by JAX)."""
         return replace(self, **changes)
 
-    def keeping(self, names: Sequence[str]) -> "Params":
-        """A copy with only the leaves ``names`` kept, every other one a float zero of shape ()
-        (in the dtype of ``wavelength``): the arguments of a program that reads only those, so
-        that it is compiled once for all shapes of the others (see ``Setup.keeping``)."""
+    def zeroing(self, names: Sequence[str]) -> "Params":
+        """A copy with the leaves ``names`` replaced by a float zero of shape () (in the dtype
+        of ``wavelength``): the arguments of a program that does not read them, so that it is
+        compiled once for all their shapes (see ``Setup.keeping``)."""
         zero = np.zeros((), jax.numpy.result_type(self.wavelength))
-        return replace(self, **{f.name: zero for f in fields(self) if f.name not in names})
+        return replace(self, **{name: zero for name in names})
+
+    def keeping(self, names: Sequence[str]) -> "Params":
+        """A copy with only the leaves ``names`` kept, every other one zeroed (``zeroing``)."""
+        return self.zeroing([f.name for f in fields(self) if f.name not in names])
 
     def astype(self, dtype: Any) -> "Params":
         """Cast every floating field to ``dtype`` (e.g. jnp.float32)."""

@@ -23,6 +23,8 @@ import numpy as np
 
 from ._compiled import setup_jit
 from .config import Experiment, Params, Setup
+from .geometry import crystal as crystal_geo
+from .geometry import detector as det_geo
 from .flags import RTD, CState, FlagError, MissingInputError, parse_c_state, read_unused_inputs, validate_argv
 
 from .io.errors import InputFileError  # noqa: E402
@@ -564,26 +566,19 @@ def _time_seed() -> int:
 # bounded cache of compiled setups (cli branch); scalar geometry: quick compile options
 @setup_jit(static_argnames=("setup",), optimize=False)
 def _geometry_arrays(setup: Setup, params: Params):
-    from .geometry import crystal as crystal_geo
-    from .geometry import detector as det_geo
-
     return det_geo.detector_frame(setup, params), crystal_geo.lattice(setup, params)
 
 
-# What ``detector.detector_frame`` and ``crystal.lattice`` read (tests/test_program_keys.py records
-# it; the detector height only for ADXV's flipped slow axis).  ``derived_geometry`` compiles its
-# program for these alone, so flag sets that differ in anything else (detector size, sources, N,
-# oversampling, the HKL grid, the mask) share one program instead of compiling their own (~0.7 s
-# at every new setup of the command line).
-GEOMETRY_SETUP_FIELDS = ("convention", "pivot", "close_distance_given", "orientation", "odet_given")
-GEOMETRY_PARAM_FIELDS = ("cell", "recip_matrix", "misset", "distance", "close_distance", "beam_center",
-                         "close_center", "pixel_size", "detector_rotation", "twotheta", "fdet", "sdet",
-                         "odet", "beam_vector", "twotheta_axis")
+# ``derived_geometry`` compiles its program for what the detector frame and the lattice read, so
+# flag sets that differ in anything else (detector size, sources, N, oversampling, the HKL grid,
+# the mask) share one program instead of compiling their own (~0.7 s at every new setup of the
+# command line).
+GEOMETRY_PARAM_FIELDS = det_geo.FRAME_PARAM_FIELDS + crystal_geo.LATTICE_PARAM_FIELDS
 
 
 def geometry_fields(setup: Setup) -> tuple[str, ...]:
     """The Setup fields the detector frame and the lattice read for this setup."""
-    return GEOMETRY_SETUP_FIELDS + (("spixels",) if setup.convention == "ADXV" else ())
+    return det_geo.frame_fields(setup) + crystal_geo.LATTICE_SETUP_FIELDS
 
 
 def geometry_key(setup: Setup, params: Params) -> tuple[Setup, Params]:

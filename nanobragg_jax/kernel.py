@@ -155,19 +155,19 @@ def build_context(setup: Setup, params: Params) -> Context:
     )
 
 
-# The Setup fields build_context reads (tests/test_program_keys.py records them): the detector
-# frame's and the lattice's, the sources', the φ/mosaic rotations', the sensor layer's, the water
-# switch, the source weights, and those behind Setup.steps (photon_scale).  Spot shape, HKL range,
+# The Setup fields build_context reads besides the detector frame's and the lattice's
+# (tests/test_program_keys.py records them): the sources', the φ/mosaic rotations', the sensor
+# layer's, the water switch, the source weights, and those behind Setup.steps (photon_scale).  Spot shape, HKL range,
 # interpolation, ROI, detector size and the per-sub-path switches are not among them.
-CONTEXT_SETUP_FIELDS = ("convention", "pivot", "close_distance_given", "orientation", "odet_given",
-                        "source_mode", "div_tics", "hdiv_divisor", "vdiv_divisor", "dispsteps",
+CONTEXT_SETUP_FIELDS = ("source_mode", "div_tics", "hdiv_divisor", "vdiv_divisor", "dispsteps",
                         "disp_divisor", "n_sources", "phisteps", "mosaic_domains", "oversample",
                         "has_thickness", "thick_divisor", "has_water", "weighted_sources")
 
 
 def context_fields(setup: Setup) -> tuple[str, ...]:
-    """The Setup fields ``build_context`` reads for this setup (the height only for ADXV)."""
-    return CONTEXT_SETUP_FIELDS + (("spixels",) if setup.convention == "ADXV" else ())
+    """The Setup fields ``build_context`` reads for this setup: the frame's, the lattice's and
+    ``CONTEXT_SETUP_FIELDS``."""
+    return det_geo.frame_fields(setup) + crystal_geo.LATTICE_SETUP_FIELDS + CONTEXT_SETUP_FIELDS
 
 
 def context_setup(setup: Setup) -> Setup:

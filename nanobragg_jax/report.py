@@ -192,13 +192,10 @@ def _solid_angle_block(setup: Setup, params: Params, start: Array, size: int) ->
 # What ``_solid_angle_block`` reads (tests/test_program_keys.py records it): the detector frame's
 # fields and the sub-pixel rays'.  Its program is compiled for these alone, so flag sets that
 # differ in the crystal, the beam's sources or the spot shape share it.
-SOLID_ANGLE_SETUP_FIELDS = ("convention", "pivot", "close_distance_given", "odet_given", "spixels",
-                            "fpixels", "roi", "oversample", "thicksteps", "thick_divisor",
-                            "has_thickness", "oversample_omega", "has_mask", "point_pixel",
-                            "curved_detector")
-SOLID_ANGLE_PARAM_FIELDS = ("distance", "close_distance", "beam_center", "close_center", "pixel_size",
-                            "detector_rotation", "twotheta", "fdet", "sdet", "odet", "beam_vector",
-                            "twotheta_axis", "thickness", "mask")
+SOLID_ANGLE_SETUP_FIELDS = det_geo.FRAME_SETUP_FIELDS + (
+    "spixels", "fpixels", "roi", "oversample", "thicksteps", "thick_divisor", "has_thickness",
+    "oversample_omega", "has_mask", "point_pixel", "curved_detector")
+SOLID_ANGLE_PARAM_FIELDS = det_geo.FRAME_PARAM_FIELDS + ("thickness", "mask")
 
 
 def solid_angle_sum(exp: Experiment) -> float:

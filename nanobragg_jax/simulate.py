@@ -97,8 +97,7 @@ def shared_context(setup: Setup, params: Params) -> kernel.Context:
     F grid and the mask, large and of per-setup shapes, pass around it.  Inside a caller's
     ``jit`` the two programs inline into one, as before.
     """
-    zero = np.zeros((), jnp.result_type(params.wavelength))
-    ctx = _context(kernel.context_setup(setup), params.replace(F_grid=zero, mask=zero))
+    ctx = _context(kernel.context_setup(setup), params.zeroing(("F_grid", "mask")))
     return ctx._replace(F_grid=params.F_grid, mask=params.mask)
 
 

@@ -26,6 +26,11 @@ from . import vectors as V
 ANGSTROM = 1e-10
 
 
+# What ``lattice`` reads (tests/test_program_keys.py records it; see detector.FRAME_SETUP_FIELDS).
+LATTICE_SETUP_FIELDS = ("orientation",)
+LATTICE_PARAM_FIELDS = ("cell", "recip_matrix", "misset")
+
+
 class Lattice(NamedTuple):
     """Real vectors (rows a, b, c) in Å, reciprocal vectors (rows a*, b*, c*) in Å⁻¹."""
 

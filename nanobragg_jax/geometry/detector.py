@@ -34,6 +34,19 @@ from . import vectors as V
 MM = 1e-3
 UM = 1e-6
 
+# What ``detector_frame`` reads (tests/test_program_keys.py records it): programs of the frame are
+# compiled for these fields alone (``Setup.keeping``).  The detector height only for ADXV's
+# flipped slow axis (``frame_fields``).
+FRAME_SETUP_FIELDS = ("convention", "pivot", "close_distance_given", "odet_given")
+FRAME_PARAM_FIELDS = ("distance", "close_distance", "beam_center", "close_center", "pixel_size",
+                      "detector_rotation", "twotheta", "fdet", "sdet", "odet", "beam_vector",
+                      "twotheta_axis")
+
+
+def frame_fields(setup: Setup) -> tuple[str, ...]:
+    """The Setup fields ``detector_frame`` reads for this setup."""
+    return FRAME_SETUP_FIELDS + (("spixels",) if setup.convention == "ADXV" else ())
+
 
 class DetectorFrame(NamedTuple):
     """The rotated detector frame (all in metres)."""
