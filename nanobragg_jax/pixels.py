@@ -66,10 +66,42 @@ def bucket_size(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
-def _tile_for(setup: Setup, n: int) -> tuple[int, int]:
-    """(tile, n_tiles) covering ``n`` padded pixels with the kernel's tile size."""
-    tile = min(kernel.tile_pixels(setup), n)
-    return tile, -(-n // tile)
+# Fewest pixels per device for which ``devices=None`` spreads a list over several CPU devices.
+# Spreading costs ~1-1.5 ms a call (the replicated context, the gathered result; measured on
+# 2 cores), as much as rendering ~10^5 pixels of a still: shoebox lists (a few 10^4 pixels)
+# are faster on one device.  See docs/performance.md ("Sparse pixels on several devices").
+MIN_PIXELS_PER_DEVICE = 1 << 17
+
+
+def _devices_for(n: int, devices: Optional[int]) -> int:
+    """CPU devices a list of ``n`` (padded) pixels is spread over: ``devices`` when given (at
+    most one per TILE_QUANTUM pixels); None: every CPU device (as ``simulate``) when each gets
+    at least MIN_PIXELS_PER_DEVICE pixels, else one."""
+    if devices is not None:
+        return max(1, min(int(devices), n // kernel.TILE_QUANTUM))
+    from .simulate import default_devices
+
+    return max(1, min(default_devices(), n // MIN_PIXELS_PER_DEVICE))
+
+
+def _tile_for(setup: Setup, n: int, n_dev: int = 1) -> tuple[int, int]:
+    """(tile, n_tiles) covering ``n`` padded pixels with the kernel's tile size, the tiles a
+    whole number per device."""
+    tile = min(kernel.tile_pixels(setup), -(-n // n_dev))
+    n_tiles = -(-n // tile)
+    return tile, -(-n_tiles // n_dev) * n_dev
+
+
+def _spread(render, n_dev: int, n_replicated: int, n_tiled: int):
+    """``render`` (replicated args, then (n_tiles, tile) index arrays) → (n_tiles, tile), with
+    the tiles spread over ``n_dev`` CPU devices (``shard_map``, as ``simulate``)."""
+    if n_dev == 1:
+        return render
+    from jax.sharding import Mesh, PartitionSpec as PS
+
+    mesh = Mesh(np.asarray(jax.devices("cpu")[:n_dev]), ("tiles",))
+    return jax.shard_map(render, mesh=mesh, in_specs=(PS(),) * n_replicated + (PS("tiles"),) * n_tiled,
+                         out_specs=PS("tiles"), check_vma=False)
 
 
 def _raster_index(setup: Setup, S: Array, F: Array) -> Array:
@@ -122,15 +154,17 @@ def _remat(render_tile):
         render_tile, policy=jax.checkpoint_policies.save_only_these_names(kernel.SUBPATH_SUM_NAME))
 
 
-def _map_tiles(render_tile, xs: tuple, n_tiles: int) -> Array:
-    if n_tiles == 1:
-        return render_tile(tuple(x[0] for x in xs))
-    return jax.lax.map(render_tile, xs).reshape(-1)
+def _map_tiles(render_tile, xs: tuple) -> Array:
+    """``render_tile`` over the (n_tiles, tile) index arrays ``xs`` → (n_tiles, tile)."""
+    if xs[0].shape[0] == 1:
+        return render_tile(tuple(x[0] for x in xs))[None]
+    return jax.lax.map(render_tile, xs)
 
 
 def pixel_values(setup: Setup, params: Params, slow_idx: Array, fast_idx: Array,
                  panel_idx: Optional[Array] = None, panels=None, mask: Optional[Array] = None,
-                 trigger: Optional[tuple[Array, Array]] = None) -> Array:
+                 trigger: Optional[tuple[Array, Array]] = None, *,
+                 devices: Optional[int] = None) -> Array:
     """Photons at the listed pixels — un-jitted, for use inside jit/vmap/grad.
 
     Single detector (``panels=None``): the values of
@@ -144,6 +178,10 @@ def pixel_values(setup: Setup, params: Params, slow_idx: Array, fast_idx: Array,
     within a few sizes).  Indices must lie on the detector / panels.
     ``trigger``: the interpolation switch (see ``interpolation_switch``; found
     here when ``None`` and the setup interpolates).
+    ``devices``: the CPU devices the list's tiles are spread over (``shard_map``, as
+    ``simulate``).  None: every CPU device when the default backend is the CPU and the
+    list gives each at least ``MIN_PIXELS_PER_DEVICE`` pixels, else one (spreading a
+    shorter list costs more than it saves).  Pass 1 inside your own ``pmap``/``shard_map``.
     """
     dtype = jnp.result_type(params.wavelength)
     S = jnp.asarray(slow_idx).astype(jnp.int32).reshape(-1)
@@ -154,12 +192,13 @@ def pixel_values(setup: Setup, params: Params, slow_idx: Array, fast_idx: Array,
     if panels is not None:
         P = (jnp.zeros_like(S) if panel_idx is None
              else jnp.asarray(panel_idx).astype(jnp.int32).reshape(-1))
-        return _panel_pixel_values(setup, params, panels, P, S, F, mask, trigger)
+        return _panel_pixel_values(setup, params, panels, P, S, F, mask, trigger, devices)
     if panel_idx is not None:
         raise ValueError("pixel_values: panel_idx needs panels (a PanelStack)")
     if trigger is None:
         trigger = interpolation_switch(setup, params)
-    tile, n_tiles = _tile_for(setup, n)
+    n_dev = _devices_for(n, devices)
+    tile, n_tiles = _tile_for(setup, n, n_dev)
     pad = n_tiles * tile - n
     Sp, Fp = S, F
     if pad:
@@ -168,13 +207,16 @@ def pixel_values(setup: Setup, params: Params, slow_idx: Array, fast_idx: Array,
     Op = _raster_index(setup, Sp, Fp)
     ctx = kernel.build_context(setup, params)
 
-    # As in ``simulate``: derivatives are taken in cache-sized chunks (kernel.tile_photons).
-    def render_tile(args):
-        s, f, o = args
-        return kernel.tile_photons(setup, ctx, s, f, o, trigger)
+    def render(ctx, trigger, S, F, O):
+        # As in ``simulate``: derivatives are taken in cache-sized chunks (kernel.tile_photons).
+        def render_tile(args):
+            s, f, o = args
+            return kernel.tile_photons(setup, ctx, s, f, o, trigger)
 
-    values = _map_tiles(render_tile, tuple(x.reshape(n_tiles, tile) for x in (Sp, Fp, Op)), n_tiles)
-    values = values[:n].astype(dtype)
+        return _map_tiles(render_tile, (S, F, O))
+
+    values = _spread(render, n_dev, 2, 3)(ctx, trigger, *(x.reshape(n_tiles, tile) for x in (Sp, Fp, Op)))
+    values = values.reshape(-1)[:n].astype(dtype)
 
     # The ROI (as ``simulate``: pixels outside it are never rendered) and the mask.
     fmin, fmax, smin, smax = roi_bounds(setup)
@@ -185,7 +227,8 @@ def pixel_values(setup: Setup, params: Params, slow_idx: Array, fast_idx: Array,
 
 
 def _panel_pixel_values(setup: Setup, params: Params, panels, P: Array, S: Array, F: Array,
-                        mask: Optional[Array], trigger: Optional[tuple[Array, Array]]) -> Array:
+                        mask: Optional[Array], trigger: Optional[tuple[Array, Array]],
+                        devices: Optional[int]) -> Array:
     """``pixel_values`` on a PanelStack: each pixel in its own panel's frame."""
     from .panels import panel_frames
 
@@ -199,39 +242,44 @@ def _panel_pixel_values(setup: Setup, params: Params, panels, P: Array, S: Array
     p_star, k_star = (jnp.broadcast_to(jnp.asarray(t, jnp.int32), (panels.n_panels,)) for t in trigger)
     frames = panel_frames(panels, params)
     ctx = kernel.build_context(psetup, params)
-    tile, n_tiles = _tile_for(psetup, n)
+    n_dev = _devices_for(n, devices)
+    tile, n_tiles = _tile_for(psetup, n, n_dev)
     pad = n_tiles * tile - n
     Pp, Sp, Fp = P, S, F
     if pad:
         Pp, Sp, Fp = (jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad,))]) for x in (P, S, F))
     Op = Sp * psetup.fpixels + Fp  # raster order within the panel (the whole panel is the ROI)
 
-    def one(frame, s, f, o, ps, ks):
-        out = kernel.pixel_photons(psetup, ctx._replace(frame=frame), s[None], f[None], o[None], (ps, ks))
-        return out[0]
+    def render(ctx, frames, p_star, k_star, P, S, F, O):
+        def one(frame, s, f, o, ps, ks):
+            out = kernel.pixel_photons(psetup, ctx._replace(frame=frame), s[None], f[None], o[None],
+                                       (ps, ks))
+            return out[0]
 
-    def render_tile(args):
-        p, s, f, o = args
-        frame = jax.tree_util.tree_map(lambda x: x[p], frames)  # each pixel's panel frame
-        return jax.vmap(one)(frame, s, f, o, p_star[p], k_star[p])
+        def render_tile(args):
+            p, s, f, o = args
+            frame = jax.tree_util.tree_map(lambda x: x[p], frames)  # each pixel's panel frame
+            return jax.vmap(one)(frame, s, f, o, p_star[p], k_star[p])
 
-    values = _map_tiles(_remat(render_tile), tuple(x.reshape(n_tiles, tile) for x in (Pp, Sp, Fp, Op)),
-                        n_tiles)
-    values = values[:n].astype(dtype)
+        return _map_tiles(_remat(render_tile), (P, S, F, O))
+
+    values = _spread(render, n_dev, 4, 4)(ctx, frames, p_star, k_star,
+                                          *(x.reshape(n_tiles, tile) for x in (Pp, Sp, Fp, Op)))
+    values = values.reshape(-1)[:n].astype(dtype)
     if mask is not None:
         values = jnp.where(mask[P, S, F] != 0, values, 0.0)
     return values
 
 
-@partial(jax.jit, static_argnames=("setup",))
-def _pixels_jit(setup: Setup, params: Params, S: Array, F: Array) -> Array:
-    return pixel_values(setup, params, S, F)
+@partial(jax.jit, static_argnames=("setup", "devices"))
+def _pixels_jit(setup: Setup, params: Params, S: Array, F: Array, devices: Optional[int]) -> Array:
+    return pixel_values(setup, params, S, F, devices=devices)
 
 
-@partial(jax.jit, static_argnames=("setup",))
+@partial(jax.jit, static_argnames=("setup", "devices"))
 def _panel_pixels_jit(setup: Setup, params: Params, panels, P: Array, S: Array, F: Array,
-                      mask: Optional[Array]) -> Array:
-    return pixel_values(setup, params, S, F, panel_idx=P, panels=panels, mask=mask)
+                      mask: Optional[Array], devices: Optional[int]) -> Array:
+    return pixel_values(setup, params, S, F, panel_idx=P, panels=panels, mask=mask, devices=devices)
 
 
 def pad_pixels(slow_idx, fast_idx, bucket: Optional[int] = None, panel_idx=None):
@@ -266,7 +314,7 @@ def _check_indices(name: str, idx, size: int, what: str) -> None:
 
 def simulate_pixels(setup: Setup, params: Params, slow_idx, fast_idx,
                     panel_idx=None, bucket: Optional[int] = None, *, panels=None,
-                    mask: Optional[Array] = None) -> Array:
+                    mask: Optional[Array] = None, devices: Optional[int] = None) -> Array:
     """Photons (n,) at the listed pixels, equal to the full image there.
 
     Args:
@@ -284,6 +332,8 @@ def simulate_pixels(setup: Setup, params: Params, slow_idx, fast_idx,
         are differentiable (e.g. through ``refine.panel_pose``).
       mask: with ``panels`` only, (n_panels, n_slow, n_fast) or (n_slow, n_fast),
         0 = not rendered.  (The single detector uses ``params.mask``.)
+      devices: CPU devices to spread the tiles over (None: every CPU device for long
+        lists, one for short ones; see ``pixel_values``).
     Returns:
       Array (n,) in photons per pixel — ``simulate(setup, params)[slow, fast]``,
       or ``simulate_panels(...)[panel, slow, fast]``; pixels outside the ROI or
@@ -304,8 +354,8 @@ def simulate_pixels(setup: Setup, params: Params, slow_idx, fast_idx,
         from .simulate import _needs_wide_edges  # the same float64 edge rule as simulate
 
         if _needs_wide_edges(setup, params):
-            return _pixels_jit(setup, params.astype(jnp.float64), S, F)[:n].astype(jnp.float32)
-        return _pixels_jit(setup, params, S, F)[:n]
+            return _pixels_jit(setup, params.astype(jnp.float64), S, F, devices)[:n].astype(jnp.float32)
+        return _pixels_jit(setup, params, S, F, devices)[:n]
 
     from .panels import _check_pixel_size
     from .simulate import _needs_wide_edges
@@ -324,5 +374,5 @@ def simulate_pixels(setup: Setup, params: Params, slow_idx, fast_idx,
     psetup = _panel_setup(setup, panels)
     if _needs_wide_edges(psetup, params):
         return _panel_pixels_jit(setup, params.astype(jnp.float64), panels.astype(jnp.float64), P, S, F,
-                                 mask)[:n].astype(jnp.float32)
-    return _panel_pixels_jit(setup, params, panels, P, S, F, mask)[:n]
+                                 mask, devices)[:n].astype(jnp.float32)
+    return _panel_pixels_jit(setup, params, panels, P, S, F, mask, devices)[:n]

@@ -261,3 +261,59 @@ def test_panel_pose_gradients_equal_the_full_image_and_central_differences():
             e = jnp.zeros((2, 6)).at[i, k].set(h)
             fd = (float(sparse(x0 + e)) - float(sparse(x0 - e))) / (2 * h)
             assert abs(fd - g[i, k]) <= 1e-5 * np.abs(g[:, k]).max(), (i, k, fd, g[i, k])
+
+
+def test_pixel_lists_spread_over_two_cpu_devices(tmp_path):
+    """With two CPU devices a list's tiles can be divided between them, as ``simulate`` does:
+    the values (single detector and panels) and the gradient are those of one device.  By
+    default only lists of at least MIN_PIXELS_PER_DEVICE per device are divided."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    script = textwrap.dedent("""
+        import jax, jax.numpy as jnp, numpy as np
+        jax.config.update("jax_num_cpu_devices", 2)
+        jax.config.update("jax_enable_x64", True)
+        from nanobragg_jax import from_cli_args, simulate
+        from nanobragg_jax.panels import PanelStack, simulate_panels
+        from nanobragg_jax.pixels import MIN_PIXELS_PER_DEVICE, _devices_for, simulate_pixels
+        exp = from_cli_args("-cell 70 80 90 90 90 90 -default_F 100 -N 5 -detpixels 64 "
+                            "-pixel 0.4 -oversample 1 -distance 60 -misset 10 20 30".split())
+        setup, params = exp.setup, exp.params
+        assert _devices_for(2 * MIN_PIXELS_PER_DEVICE, None) == 2
+        assert _devices_for(2 * MIN_PIXELS_PER_DEVICE - 1, None) == 1
+        assert _devices_for(4096, 2) == 2 and _devices_for(4096, None) == 1
+        rng = np.random.default_rng(1)
+        flat = rng.choice(64 * 64, size=3000, replace=False)   # bucket 4096
+        S, F = flat // 64, flat % 64
+        one = np.asarray(simulate_pixels(setup, params, S, F, devices=1))
+        two = np.asarray(simulate_pixels(setup, params, S, F, devices=2))
+        full = np.asarray(simulate(setup, params))[S, F]
+        assert one.max() > 0
+        np.testing.assert_allclose(two, one, rtol=1e-12, atol=1e-14 * one.max())
+        np.testing.assert_allclose(two, full, rtol=1e-12, atol=1e-14 * one.max())
+        w = jnp.asarray(rng.normal(size=S.size))
+        def loss(d, devices):
+            return jnp.sum(w * simulate_pixels(setup, params.replace(distance=d), S, F, devices=devices))
+        g1, g2 = (float(jax.grad(loss)(params.distance, k)) for k in (1, 2))
+        assert g1 != 0 and abs(g2 - g1) <= 1e-10 * abs(g1), (g1, g2)
+        o, f, s = exp.info["pix0"] * 1e3, exp.info["fdet"], exp.info["sdet"]
+        st = PanelStack(origin=np.stack([o, o + 30.0 * f]), fast=np.stack([f] * 2),
+                        slow=np.stack([s] * 2), n_fast=64, n_slow=64, pixel_size=0.4)
+        Pn = rng.integers(0, 2, size=S.size)
+        one = np.asarray(simulate_pixels(setup, params, S, F, Pn, panels=st, devices=1))
+        two = np.asarray(simulate_pixels(setup, params, S, F, Pn, panels=st, devices=2))
+        full = np.asarray(simulate_panels(setup, params, st, devices=1))[Pn, S, F]
+        assert one.max() > 0
+        np.testing.assert_allclose(two, one, rtol=1e-12, atol=1e-14 * one.max())
+        np.testing.assert_allclose(two, full, rtol=1e-12, atol=1e-14 * one.max())
+        print("OK")
+    """)
+    repo = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
