@@ -25,7 +25,27 @@ outer corner of pixel (0, 0) is
     fast = (tŝ − pix0)·fdet / pixel,   slow = (tŝ − pix0)·sdet / pixel,
 
 so the pixel holding it is (⌊slow⌋, ⌊fast⌋) and pixel (s, f) is centred at
-(s + ½, f + ½).  Ignored: the parallax of a thick sensor and the curved detector.
+(s + ½, f + ½).
+
+A sensor of thickness (``-detector_thick``, T layers of Δ) records the ray where
+it crosses each layer, layer t at depth tΔ below the front face (the plane
+through pix0 + tΔ·odet): the spot is spread along the ray's projection, and its
+centre is where the ray crosses the mean depth
+
+    z̄ = Δ·Σ_t w_t t / Σ_t w_t,   t = (pix0·odet + z̄)/(ŝ·odet),
+
+with the weights the renderer gives the layers: equal, as in the C program
+(which multiplies a pixel's sum over layers once, by the capture fraction of
+its last layer), or with ``-oversample_thick`` those of its running product
+I ← (I + term)·f_t after each of the K sub-paths of a layer: w_t =
+(Σ_{m=1..K} f_t^m)·Π_{t'>t} f_t'^K, f_t = exp(−tΔμ/ρ) − exp(−(t+1)Δμ/ρ) the
+capture fraction of layer t along the ray, ρ = ŝ·odet.  The shift is z̄·tan of
+the ray's angle to odet: pixels at high angle behind a thick sensor.
+
+A curved detector (``-curved_det``) maps the planar position of a pixel onto
+the sphere of radius ``distance`` (``geometry.detector.curve_onto_sphere``); the
+spot is at the planar coordinates whose image on the sphere lies along ŝ,
+found by Gauss–Newton from the flat-detector intersection.
 
 Multi-panel detectors (``panels=``, a ``PanelStack``): each panel is such a
 plane (its frame from ``panels.panel_frames``); a ray is assigned to the panel
@@ -225,16 +245,24 @@ def predict_spots(setup: Setup, params: Params, d_min: Optional[float] = None,
     keep = np.abs(eps) <= max_excitation
     hkl, q, qlen, F, eps, lam_b, s_hat = (x[keep] for x in (hkl, q, qlen, F, eps, lam_b, s_hat))
 
-    # detector intersection
+    # detector intersection, at the mean depth at which the sensor records each ray
     if panels is None:
         frame = det_geo.detector_frame(setup, params)
         planes = [tuple(_np(getattr(frame, n)) for n in ("pix0", "fdet", "sdet", "odet"))]
-        px, n_slow, n_fast = float(frame.pixel_size), setup.spixels, setup.fpixels
+        sensors = [(_np(det_geo.layer_thickness(setup, params)),
+                    1.0 / (float(params.attenuation_depth) * det_geo.UM))]
+        px, n_slow, n_fast, lsetup = float(frame.pixel_size), setup.spixels, setup.fpixels, setup
     else:
-        from .panels import panel_frames
+        from .panels import panel_constants, panel_setup
 
-        frames = panel_frames(panels, params)
-        planes = list(zip(*(_np(getattr(frames, n)) for n in ("pix0", "fdet", "sdet", "odet"))))
+        lsetup = panel_setup(setup, panels)
+        const = panel_constants(lsetup, params, panels)
+        planes = list(zip(*(_np(getattr(const.frame, n)) for n in ("pix0", "fdet", "sdet", "odet"))))
+        if const.layer_step is None:
+            sensors = [(_np(det_geo.layer_thickness(lsetup, params)),
+                        1.0 / (float(params.attenuation_depth) * det_geo.UM))] * len(planes)
+        else:
+            sensors = list(zip(_np(const.layer_step), _np(const.mu)))
         px, n_slow, n_fast = panels.pixel_size * 1e-3, panels.n_slow, panels.n_fast
     best_t = np.full(len(hkl), np.inf)
     slow = np.full(len(hkl), np.nan)
@@ -243,9 +271,13 @@ def predict_spots(setup: Setup, params: Params, d_min: Optional[float] = None,
     on = np.zeros(len(hkl), bool)
     for i, (pix0, fdet, sdet, odet) in enumerate(planes):
         denom = s_hat @ odet
-        t = np.where(denom > 0, float(pix0 @ odet) / np.where(denom > 0, denom, 1.0), np.nan)
-        hit = t[:, None] * s_hat - pix0
+        depth = recorded_depth(lsetup, *sensors[i], s_hat, odet)
+        t = np.where(denom > 0, (float(pix0 @ odet) + depth) / np.where(denom > 0, denom, 1.0), np.nan)
+        hit = t[:, None] * s_hat - pix0 - depth[:, None] * odet
         f_i, s_i = hit @ fdet / px, hit @ sdet / px
+        if panels is None and setup.curved_detector:
+            f_i, s_i = _curved_position(frame, s_hat, depth, f_i * px, s_i * px)
+            f_i, s_i, t = f_i / px, s_i / px, np.where(np.isfinite(f_i), t, np.nan)
         on_i = (np.isfinite(t) & (t > 0) & (f_i >= 0) & (f_i < n_fast) & (s_i >= 0) & (s_i < n_slow))
         take = on_i & (t < best_t) if panels is not None else np.ones(len(hkl), bool)
         best_t = np.where(take, t, best_t)
@@ -257,6 +289,71 @@ def predict_spots(setup: Setup, params: Params, d_min: Optional[float] = None,
     if only_on_detector:
         spots = spots.select(on)
     return spots.select(np.argsort(-spots.d, kind="stable"))
+
+
+def recorded_depth(setup: Setup, layer_step: float, mu: float, s_hat: np.ndarray,
+                   odet: np.ndarray) -> np.ndarray:
+    """Mean depth z̄ (m, below the front face) at which the renderer records the rays ŝ (n, 3):
+    Δ·Σ_t w_t t / Σ_t w_t over the sensor's layers, the weights equal (the C program's single
+    capture factor per pixel) or, with ``-oversample_thick``, those of the C program's
+    running products of each layer's capture fraction along the ray
+    (``geometry.detector.capture_fraction``).  0 without a sensor or with one
+    layer; rays with ŝ·odet ≤ 0 (missing the sensor) get 0."""
+    s_hat = np.asarray(s_hat, np.float64)
+    n_layers = setup.thicksteps
+    if not setup.has_thickness or n_layers <= 1:
+        return np.zeros(s_hat.shape[:-1])
+    t = np.arange(n_layers, dtype=np.float64)
+    if not setup.oversample_thick:
+        return np.full(s_hat.shape[:-1], float(layer_step) * t.mean())
+    ok = s_hat @ np.asarray(odet, np.float64) > 0
+    rays = np.where(ok[:, None], s_hat, np.asarray(odet, np.float64))  # placeholder for misses
+    with jax.default_device(jax.devices("cpu")[0]):
+        f = np.stack([_np(det_geo.capture_fraction(setup, mu, tuple(rays.T), tuple(odet), layer_step,
+                                                   layer=k)) for k in range(n_layers)], -1)
+    # The C program's running sum I ← (I + term)·f after each of the K sub-paths of a layer
+    # (layers outermost): layer t keeps Σ_{m=1..K} f_t^m of its terms, times f_t'^K for every
+    # later layer t'.  (In logs: the products underflow for large K.)
+    K = max(1, setup.subpaths_per_pixel // n_layers)
+    log_f = np.log(np.maximum(f, np.finfo(np.float64).tiny))
+    own = np.log(np.sum(np.exp(np.arange(1, K + 1)[None, None, :] * log_f[..., None]), -1)
+                 + np.finfo(np.float64).tiny)
+    later = K * (np.cumsum(log_f[:, ::-1], -1)[:, ::-1] - log_f)  # Σ_{t'>t} K log f_t'
+    log_w = own + later
+    w = np.exp(log_w - log_w.max(-1, keepdims=True))
+    depth = float(layer_step) * (w @ t) / w.sum(-1)
+    return np.where(ok, depth, 0.0)
+
+
+def _curved_position(frame, s_hat: np.ndarray, depth: np.ndarray, f0: np.ndarray,
+                     s0: np.ndarray, steps: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Planar coordinates (m along fdet, sdet) of the points that ``curve_onto_sphere`` maps
+    along ŝ (n, 3), by Gauss–Newton from (f0, s0); NaN where it does not converge."""
+    from jax import numpy as jnp
+
+    pix0, fdet, sdet, odet = (_np(getattr(frame, n)) for n in ("pix0", "fdet", "sdet", "odet"))
+
+    def direction(fs, z):
+        pos = pix0 + fs[0] * fdet + fs[1] * sdet + z * odet
+        p = det_geo.curve_onto_sphere(frame, jnp.asarray(pos))
+        return p / jnp.linalg.norm(p)
+
+    with jax.default_device(jax.devices("cpu")[0]):
+        value = jax.jit(jax.vmap(direction))
+        jac = jax.jit(jax.vmap(jax.jacfwd(direction)))
+        fs = np.stack([np.nan_to_num(f0), np.nan_to_num(s0)], -1)
+        scale = float(frame.distance)
+        for _ in range(steps):
+            r = _np(value(fs, depth)) - s_hat  # (n, 3)
+            J = _np(jac(fs, depth))  # (n, 3, 2)
+            JtJ = np.einsum("nki,nkj->nij", J, J) + 1e-30 * np.eye(2)
+            step = np.linalg.solve(JtJ, np.einsum("nki,nk->ni", J, r)[..., None])[..., 0]
+            fs = fs - step
+            if np.all(np.abs(step) < 1e-12 * scale):
+                break
+        r = _np(value(fs, depth)) - s_hat
+    ok = np.linalg.norm(r, axis=-1) < 1e-6
+    return np.where(ok, fs[:, 0], np.nan), np.where(ok, fs[:, 1], np.nan)
 
 
 @dataclass(frozen=True)
