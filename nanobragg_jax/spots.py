@@ -316,8 +316,11 @@ def recorded_depth(setup: Setup, layer_step: float, mu: float, s_hat: np.ndarray
     # later layer t'.  (In logs: the products underflow for large K.)
     K = max(1, setup.subpaths_per_pixel // n_layers)
     log_f = np.log(np.maximum(f, np.finfo(np.float64).tiny))
-    own = np.log(np.sum(np.exp(np.arange(1, K + 1)[None, None, :] * log_f[..., None]), -1)
-                 + np.finfo(np.float64).tiny)
+    # log Σ_{m=1..K} f^m = log f + log(1 − f^K) − log(1 − f)   (K·log f when f → 1 is log K)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        own = np.where(f < 1.0 - 1e-12,
+                       log_f + np.log1p(-np.exp(K * log_f)) - np.log1p(-np.minimum(f, 1.0 - 1e-12)),
+                       np.log(K))
     later = K * (np.cumsum(log_f[:, ::-1], -1)[:, ::-1] - log_f)  # Σ_{t'>t} K log f_t'
     log_w = own + later
     w = np.exp(log_w - log_w.max(-1, keepdims=True))
