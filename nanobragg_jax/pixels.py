@@ -23,6 +23,11 @@ compiled program (per ``Setup``, bucket, dtype, panel count) serves every pixel
 list whose length falls in that bucket: changing which pixels — or how many,
 within a bucket — does not recompile the forward pass or its gradient.
 
+Devices.  As ``simulate``, a list's tiles can be spread over several CPU devices
+(``devices=``); by default only long lists are (``MIN_PIXELS_PER_DEVICE`` pixels
+per device), since spreading costs about a millisecond a call, more than a
+shoebox list of a few 10⁴ pixels saves.
+
 Tricubic interpolation (``Setup.interpolate``).  The C program turns
 interpolation off for the rest of the image at the first sub-path, in raster
 order of the ROI (of each panel, for panels: each is its own C run), whose
