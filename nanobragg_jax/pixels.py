@@ -74,7 +74,7 @@ def bucket_size(n: int) -> int:
 # Fewest pixels per device for which ``devices=None`` spreads a list over several CPU devices.
 # Spreading costs ~1-1.5 ms a call (the replicated context, the gathered result; measured on
 # 2 cores), as much as rendering ~10^5 pixels of a still: shoebox lists (a few 10^4 pixels)
-# are faster on one device.  See docs/performance.md ("Sparse pixels on several devices").
+# are faster on one device.  See docs/refinement.md ("Cost of shoeboxes").
 MIN_PIXELS_PER_DEVICE = 1 << 17
 
 
