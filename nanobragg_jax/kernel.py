@@ -136,7 +136,7 @@ def build_context(setup: Setup, params: Params) -> Context:
     return Context(
         frame=frame,
         layer_step=det_geo.layer_thickness(setup, params),
-        mu=1.0 / (params.attenuation_depth * det_geo.UM),
+        mu=det_geo.attenuation_coefficient(params),
         incident=src.incident,
         wavelength=src.wavelength,
         real=real,

@@ -249,9 +249,9 @@ def predict_spots(setup: Setup, params: Params, d_min: Optional[float] = None,
     if panels is None:
         frame = det_geo.detector_frame(setup, params)
         planes = [tuple(_np(getattr(frame, n)) for n in ("pix0", "fdet", "sdet", "odet"))]
-        sensors = [(_np(det_geo.layer_thickness(setup, params)),
-                    1.0 / (float(params.attenuation_depth) * det_geo.UM))]
-        px, n_slow, n_fast, lsetup = float(frame.pixel_size), setup.spixels, setup.fpixels, setup
+        lsetup = setup
+        sensors = [_flag_sensor(lsetup, params)]
+        px, n_slow, n_fast = float(frame.pixel_size), setup.spixels, setup.fpixels
     else:
         from .panels import panel_constants, panel_setup
 
@@ -259,8 +259,7 @@ def predict_spots(setup: Setup, params: Params, d_min: Optional[float] = None,
         const = panel_constants(lsetup, params, panels)
         planes = list(zip(*(_np(getattr(const.frame, n)) for n in ("pix0", "fdet", "sdet", "odet"))))
         if const.layer_step is None:
-            sensors = [(_np(det_geo.layer_thickness(lsetup, params)),
-                        1.0 / (float(params.attenuation_depth) * det_geo.UM))] * len(planes)
+            sensors = [_flag_sensor(lsetup, params)] * len(planes)
         else:
             sensors = list(zip(_np(const.layer_step), _np(const.mu)))
         px, n_slow, n_fast = panels.pixel_size * 1e-3, panels.n_slow, panels.n_fast
@@ -289,6 +288,12 @@ def predict_spots(setup: Setup, params: Params, d_min: Optional[float] = None,
     if only_on_detector:
         spots = spots.select(on)
     return spots.select(np.argsort(-spots.d, kind="stable"))
+
+
+def _flag_sensor(setup: Setup, params: Params) -> tuple[float, float]:
+    """(layer thickness Δ (m), attenuation μ (1/m)) of the sensor given by the flags."""
+    return (float(_np(det_geo.layer_thickness(setup, params))),
+            float(_np(det_geo.attenuation_coefficient(params))))
 
 
 def recorded_depth(setup: Setup, layer_step: float, mu: float, s_hat: np.ndarray,
@@ -339,22 +344,23 @@ def _curved_position(frame, s_hat: np.ndarray, depth: np.ndarray, f0: np.ndarray
     def direction(fs, z):
         pos = pix0 + fs[0] * fdet + fs[1] * sdet + z * odet
         p = det_geo.curve_onto_sphere(frame, jnp.asarray(pos))
-        return p / jnp.linalg.norm(p)
+        d = p / jnp.linalg.norm(p)
+        return d, d
 
     with jax.default_device(jax.devices("cpu")[0]):
-        value = jax.jit(jax.vmap(direction))
-        jac = jax.jit(jax.vmap(jax.jacfwd(direction)))
+        # the Jacobian (n, 3, 2) and, as its auxiliary output, the value (n, 3): one pass
+        linearised = jax.jit(jax.vmap(jax.jacfwd(direction, has_aux=True)))
         fs = np.stack([np.nan_to_num(f0), np.nan_to_num(s0)], -1)
         scale = float(frame.distance)
         for _ in range(steps):
-            r = _np(value(fs, depth)) - s_hat  # (n, 3)
-            J = _np(jac(fs, depth))  # (n, 3, 2)
+            J, value = (_np(x) for x in linearised(fs, depth))
+            r = value - s_hat
             JtJ = np.einsum("nki,nkj->nij", J, J) + 1e-30 * np.eye(2)
             step = np.linalg.solve(JtJ, np.einsum("nki,nk->ni", J, r)[..., None])[..., 0]
             fs = fs - step
             if np.all(np.abs(step) < 1e-12 * scale):
                 break
-        r = _np(value(fs, depth)) - s_hat
+        r = _np(linearised(fs, depth)[1]) - s_hat
     ok = np.linalg.norm(r, axis=-1) < 1e-6
     return np.where(ok, fs[:, 0], np.nan), np.where(ok, fs[:, 1], np.nan)
 

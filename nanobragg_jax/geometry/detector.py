@@ -170,6 +170,11 @@ def layer_thickness(setup: Setup, params: Params) -> Array:
     return params.thickness * UM / setup.thick_divisor
 
 
+def attenuation_coefficient(params: Params) -> Array:
+    """Sensor attenuation coefficient μ (1/m) from the attenuation depth (µm): μ = 1/depth."""
+    return 1.0 / (params.attenuation_depth * UM)
+
+
 def roi_bounds(setup: Setup) -> tuple[int, int, int, int]:
     """The rendered window (fmin, fmax, smin, smax), inclusive, clipped to the detector.
 
