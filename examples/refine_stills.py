@@ -27,6 +27,9 @@ error in units of σ.
 Run:  python examples/refine_stills.py                 (seed 0)
       python examples/refine_stills.py --seeds 0-9     (one compile, ten problems)
       python examples/refine_stills.py --panels        (each detector as 2 × 2 panels)
+      python examples/refine_stills.py --shots 2 --shot-bucket 4
+                                                       (shots padded to a bucket: one compiled
+                                                        program for 1-4 shots)
 Needs optax.  See docs/refinement.md, "Stills from shoeboxes".
 """
 
@@ -91,11 +94,15 @@ def _random_rotation(rng) -> np.ndarray:
 
 @dataclasses.dataclass
 class Problem:
-    """The simulated shots and the shoebox pixels (stacked and padded to one bucket)."""
+    """The simulated shots and the shoebox pixels (stacked and padded to one bucket).
+
+    With a shot bucket the shot axis holds ``n_shots`` real shots, then padding
+    (``refine.pad_shots``: weight 0, parameters inactive); θ is 3 + 4·bucket long.
+    """
 
     setup: object
     base: object  # Params (orientation "matrix")
-    U0: np.ndarray  # (shots, 3, 3) indexed (true) orientations; θ's rotvec corrects them
+    U0: np.ndarray  # (bucket, 3, 3) indexed (true) orientations; θ's rotvec corrects them
     x_true: np.ndarray
     x_start: np.ndarray
     scale: np.ndarray  # one unit of the scaled coordinates u = (x − x_start)/scale
@@ -107,6 +114,8 @@ class Problem:
     n_pixels: int
     n_spots: int
     model: Callable  # (x, U0, S, F, P) → μ (shots, bucket)
+    n_shots: int  # real shots (the first n_shots rows of every shot axis)
+    active: np.ndarray  # (len θ,) bool: False for the parameters of padded shots
     panels: object = None  # the PanelStack of every shot's detector, or None (one detector)
 
 
@@ -155,7 +164,14 @@ def panel_grid(exp, gap_mm: float = 1.0):
 
 
 def make_problem(seed: int = 0, size: int = 128, pixel: float = 0.4, n_shots: int = N_SHOTS,
-                 bucket: Optional[int] = None, panels: bool = False) -> Problem:
+                 bucket: Optional[int] = None, panels: bool = False,
+                 shot_bucket: Optional[int] = None) -> Problem:
+    """Simulate ``n_shots`` stills and cut their shoeboxes.
+
+    ``bucket`` fixes the padded pixels per shot and ``shot_bucket`` the padded
+    shot count (default: no padding), so that problems with fewer pixels or
+    shots share one compiled ``Refiner``.
+    """
     rng = np.random.default_rng(seed)
     exp = from_cli_args(FLAGS.format(n=size, px=pixel).split())
     setup, base, _ = R.to_matrix_orientation(exp.setup, jax.tree_util.tree_map(jnp.asarray, exp.params))
@@ -192,10 +208,20 @@ def make_problem(seed: int = 0, size: int = 128, pixel: float = 0.4, n_shots: in
         P.append(pn)
         W.append(jnp.arange(size_b) < n)
     S, F, P, W = jnp.stack(S), jnp.stack(F), jnp.stack(P), jnp.stack(W).astype(jnp.float64)
+    active = np.ones(len(x_true), bool)
+    if shot_bucket is not None:
+        # Padded shots repeat shot 0 with zero weight; their θ entries are inactive.
+        per_shot = [v[3:].reshape(n_shots, 4) for v in (x_true, x_start, scale)]
+        (U0, S, F, P, W, *per_shot), w_shot = R.pad_shots((U0, S, F, P, W, *per_shot), shot_bucket)
+        W = W * w_shot[:, None]
+        U0 = np.asarray(U0)
+        x_true, x_start, scale = (np.concatenate([v[:3], np.asarray(b).ravel()])
+                                  for v, b in zip((x_true, x_start, scale), per_shot))
+        active = np.concatenate([[True] * 3, np.repeat(np.asarray(w_shot) > 0, 4)])
     mu_true = np.asarray(jax.jit(model)(jnp.asarray(x_true), jnp.asarray(U0), S, F, P))
     data = jnp.asarray(rng.poisson(mu_true).astype(np.float64)) * W
     return Problem(setup, base, U0, x_true, x_start, scale, S, F, P, W, data,
-                   int(sum(len(b) for b in boxes)), n_spots, model, stack)
+                   int(sum(len(b) for b in boxes)), n_spots, model, n_shots, active, stack)
 
 
 @dataclasses.dataclass
@@ -266,12 +292,12 @@ class Refiner:
         steps, decrement = 0, float("inf")
         for steps in range(gn_steps + 1):
             losses.append(float(loss))
-            decrement = float(g @ jnp.asarray(R.covariance(info)) @ g)
+            decrement = float(g @ jnp.asarray(R.covariance(info, p.active)) @ g)
             if decrement < tol or steps == gn_steps:
                 break
             for _ in range(12):
                 damped = info + lam * jnp.diag(jnp.diag(info))
-                trial = x - jnp.asarray(R.covariance(damped)) @ g
+                trial = x - jnp.asarray(R.covariance(damped, p.active)) @ g
                 t_loss, t_g, t_info = self.gn_parts(trial, *args)
                 if float(t_loss) <= float(loss):
                     x, loss, g, info = trial, t_loss, t_g, t_info
@@ -283,14 +309,14 @@ class Refiner:
         seconds["fisher scoring"] = time.perf_counter() - t
         log(f"fisher scoring: {steps} steps, loss {losses[-1]:.3f}, Newton decrement {decrement:.1e}; "
             "per step " + ", ".join(f"{v:.3f}" for v in losses[-steps - 1:]))
-        return Result(np.asarray(x), np.asarray(R.standard_errors(info)), losses, seconds,
+        return Result(np.asarray(x), np.asarray(R.standard_errors(info, p.active)), losses, seconds,
                       decrement < tol, decrement, steps)
 
 
 def table(p: Problem, r: Result) -> str:
     lines = [f"{'parameter':10s} {'unit':4s} {'truth':>10s} {'start':>10s} {'estimate':>10s} "
              f"{'σ':>9s} {'(est−truth)/σ':>14s}"]
-    for k, (name, unit) in enumerate(parameter_names(len(p.U0))):
+    for k, (name, unit) in enumerate(parameter_names(p.n_shots)):  # padding comes last
         z = (r.x[k] - p.x_true[k]) / r.sigma[k]
         lines.append(f"{name:10s} {unit:4s} {p.x_true[k]:10.5f} {p.x_start[k]:10.5f} {r.x[k]:10.5f} "
                      f"{r.sigma[k]:9.5f} {z:14.2f}")
@@ -298,7 +324,8 @@ def table(p: Problem, r: Result) -> str:
 
 
 def z_scores(p: Problem, r: Result) -> np.ndarray:
-    return (r.x - p.x_true) / r.sigma
+    """(estimate − truth)/σ of the active parameters (padded shots' are left out)."""
+    return ((r.x - p.x_true) / np.where(p.active, r.sigma, 1.0))[p.active]
 
 
 def _seeds(text: str) -> list[int]:
@@ -319,10 +346,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--bucket", type=int, default=0,
                     help="padded pixels per shot (0: the next power of two; fix it to share a "
                          "compiled program between seeds)")
+    ap.add_argument("--shots", type=int, default=N_SHOTS, help="stills per problem")
+    ap.add_argument("--shot-bucket", type=int, default=0,
+                    help="padded shots per problem (0: none; ≥ --shots pads with zero-weight shots, so "
+                         "one compiled program serves every shot count up to it)")
     ap.add_argument("--verbose", action="store_true", help="print the loss after each stage")
     ap.add_argument("--panels", action="store_true", help="each detector as 2 × 2 panels of 64² with "
                     "1 mm gaps (the distance then moves every panel along the beam)")
     args = ap.parse_args(argv)
+    if args.shots < 1:
+        ap.error(f"--shots {args.shots}: at least one shot")
+    if args.shot_bucket and args.shot_bucket < args.shots:
+        ap.error(f"--shot-bucket {args.shot_bucket} is smaller than --shots {args.shots}")
     if optax is None:
         print(OPTAX_MISSING, file=sys.stderr)
         return 2
@@ -331,7 +366,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     bucket = args.bucket or None
     for seed in _seeds(args.seeds):
         t0 = time.perf_counter()
-        p = make_problem(seed, args.size, args.pixel, bucket=bucket, panels=args.panels)
+        p = make_problem(seed, args.size, args.pixel, n_shots=args.shots, bucket=bucket,
+                         panels=args.panels, shot_bucket=args.shot_bucket or None)
         bucket = p.S.shape[1]  # later seeds reuse the compiled programs when they fit
         if refiner is None:
             refiner = Refiner(p)
@@ -340,8 +376,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         z = z_scores(p, r)
         worst = max(worst, float(np.abs(z).max()))
         ok &= bool(np.all(np.abs(z) < 3)) and r.converged
-        print(f"\nseed {seed}: {len(p.U0)} shots, {p.n_spots} spots, {p.n_pixels} shoebox pixels "
-              f"({100 * p.n_pixels / (len(p.U0) * args.size ** 2):.1f} % of the detectors), "
+        print(f"\nseed {seed}: {p.n_shots} shots, {p.n_spots} spots, {p.n_pixels} shoebox pixels "
+              f"({100 * p.n_pixels / (p.n_shots * args.size ** 2):.1f} % of the detectors), "
               f"{float(jnp.sum(p.data)):.4g} counts; {r.scoring_steps} scoring steps, "
               f"{'converged' if r.converged else 'NOT CONVERGED'} (Newton decrement {r.decrement:.1e}); "
               f"{time.perf_counter() - t0:.1f} s")

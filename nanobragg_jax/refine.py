@@ -32,6 +32,11 @@ Outside the kernel
 Uncertainties
   * ``fisher_information``: F = Jᵀ diag(w/μ) J for Poisson counts of mean μ(θ).
   * ``standard_errors``: sqrt(diag F⁻¹) (Cramér–Rao bound).
+Shot buckets
+  * ``pad_shots`` / ``shot_bucket``: pad the shot axis to a power of two with
+    zero-weight shots, so a compiled refinement serves any number of shots up
+    to its bucket; ``active=`` in ``covariance``/``standard_errors`` leaves the
+    padded shots' parameters out.
 """
 
 from __future__ import annotations
@@ -395,14 +400,77 @@ def fisher_information(model_fn: Callable[[Array], Array], theta: Array,
     return (J * inv[:, None]).T @ J
 
 
-def covariance(fisher: Array) -> Array:
-    """F⁻¹ (symmetrised).  F must be positive definite (each parameter determined by the data)."""
+def covariance(fisher: Array, active: Optional[Array] = None) -> Array:
+    """F⁻¹ (symmetrised).  F must be positive definite (each parameter determined by the data).
+
+    ``active`` (bool, one per parameter; default all) marks the parameters the
+    data determine.  The others — the parameters of padded shots
+    (``pad_shots``), which no weighted pixel depends on — must have zero rows
+    and columns in F; they are left out of the inverse (F⁻¹ of the active
+    block, zero elsewhere), so a θ of fixed length serves any number of shots
+    up to its bucket without changing shape.
+    """
     F = 0.5 * (jnp.asarray(fisher) + jnp.asarray(fisher).T)
+    if active is not None:
+        a = jnp.asarray(active, bool)
+        both = a[:, None] & a[None, :]
+        # inactive rows/columns → identity: the active block's inverse is unchanged
+        F = jnp.where(both, F, jnp.eye(F.shape[0], dtype=F.dtype))
     d = jnp.sqrt(jnp.diag(F))  # scale to unit diagonal for a well-conditioned inverse
     C = jnp.linalg.inv(F / jnp.outer(d, d)) / jnp.outer(d, d)
-    return 0.5 * (C + C.T)
+    C = 0.5 * (C + C.T)
+    return C if active is None else jnp.where(both, C, 0.0)
 
 
-def standard_errors(fisher: Array) -> Array:
-    """sqrt(diag F⁻¹): the Cramér–Rao standard error of each parameter (units of θ)."""
-    return jnp.sqrt(jnp.diag(covariance(fisher)))
+def standard_errors(fisher: Array, active: Optional[Array] = None) -> Array:
+    """sqrt(diag F⁻¹): the Cramér–Rao standard error of each parameter (units of θ).
+
+    With ``active`` (see ``covariance``) inactive parameters get 0.
+    """
+    return jnp.sqrt(jnp.diag(covariance(fisher, active)))
+
+
+# ---------------------------------------------------------------------------------------------
+# shot buckets
+# ---------------------------------------------------------------------------------------------
+
+
+def shot_bucket(n: int) -> int:
+    """Padded shot count for ``n`` shots: the next power of two ≥ n (≥ 1)."""
+    n = max(int(n), 1)
+    return 1 << (n - 1).bit_length()
+
+
+def pad_shots(tree, bucket: Optional[int] = None):
+    """Pad the leading (shot) axis of every array in ``tree`` to ``bucket`` shots.
+
+    Returns (padded tree, weight): padding repeats the first shot (finite
+    values, so the model and its derivatives stay finite there) and ``weight``
+    (bucket,) is 1.0 for the n real shots and 0.0 for padding.  Multiply each
+    shot's pixel weights by it, so padded shots add nothing to a loss, its
+    gradient or its Fisher information; their parameters then have zero rows
+    in F — pass ``active`` to ``covariance``/``standard_errors``.
+
+    A compiled loss/gradient depends on array shapes only, so a refinement that
+    adds or drops shots within one bucket (default ``shot_bucket(n)``) reuses
+    it, as ``pixels.pad_pixels`` does for pixel lists.
+    """
+    leaves = jax.tree_util.tree_leaves(tree)
+    if not leaves:
+        raise ValueError("pad_shots: nothing to pad")
+    n = int(np.shape(leaves[0])[0])
+    if any(int(np.shape(x)[0]) != n for x in leaves):
+        raise ValueError(f"pad_shots: leading (shot) axes differ ({[int(np.shape(x)[0]) for x in leaves]})")
+    if n == 0:
+        raise ValueError("pad_shots: no shots")
+    size = shot_bucket(n) if bucket is None else int(bucket)
+    if size < n:
+        raise ValueError(f"pad_shots: bucket {size} is smaller than the shot count {n}")
+
+    def pad(x):
+        x = jnp.asarray(x)
+        if size == n:
+            return x
+        return jnp.concatenate([x, jnp.broadcast_to(x[:1], (size - n,) + x.shape[1:])])
+
+    return jax.tree_util.tree_map(pad, tree), jnp.where(jnp.arange(size) < n, 1.0, 0.0)

@@ -272,6 +272,36 @@ def test_fisher_information_linear_model():
                                rtol=1e-12)
 
 
+def test_pad_shots_weights_and_active_covariance():
+    """Padded shots repeat shot 0 with weight 0; their parameters' zero rows and columns of F
+    are left out of F⁻¹ (the active block's inverse, zeros elsewhere; no NaN)."""
+    assert [R.shot_bucket(n) for n in (0, 1, 2, 3, 4, 5, 9)] == [1, 1, 2, 4, 4, 8, 16]
+    U = np.arange(3 * 2.0).reshape(3, 2)
+    (Up, idx), w = R.pad_shots((U, np.arange(3)))
+    np.testing.assert_array_equal(np.asarray(Up), np.concatenate([U, U[:1]]))
+    np.testing.assert_array_equal(np.asarray(idx), [0, 1, 2, 0])
+    np.testing.assert_array_equal(np.asarray(w), [1, 1, 1, 0])
+    (same,), w8 = R.pad_shots((U,), 3)
+    assert same.shape == (3, 2) and np.asarray(w8).tolist() == [1, 1, 1]
+    with pytest.raises(ValueError, match="smaller than the shot count 3"):
+        R.pad_shots(U, 2)
+    with pytest.raises(ValueError, match="leading"):
+        R.pad_shots((U, np.arange(4)))
+    # a model whose last parameter belongs to a padded (zero-weight) shot
+    X = jnp.asarray(np.random.default_rng(0).uniform(1, 2, size=(30, 4)))
+    theta = jnp.asarray([1.0, 2.0, 3.0, 4.0])
+    weights = jnp.ones(30).at[20:].set(0.0)
+    X = X.at[:20, 3].set(0.0)  # parameter 3 reaches only the padded pixels
+    F = R.fisher_information(lambda t: X @ t, theta, weights=weights)
+    np.testing.assert_array_equal(np.asarray(F)[3], 0.0)
+    active = np.array([True, True, True, False])
+    C = np.asarray(R.covariance(F, active))
+    np.testing.assert_allclose(C[:3, :3], np.linalg.inv(np.asarray(F)[:3, :3]), rtol=1e-10)
+    np.testing.assert_array_equal(C[3], 0.0)
+    se = np.asarray(R.standard_errors(F, active))
+    assert np.all(np.isfinite(se)) and se[3] == 0.0
+
+
 # ---------------------------------------------------------------------------------------------
 # all together, through the sparse kernel
 
