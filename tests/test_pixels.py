@@ -263,6 +263,7 @@ def test_panel_pose_gradients_equal_the_full_image_and_central_differences():
             assert abs(fd - g[i, k]) <= 1e-5 * np.abs(g[:, k]).max(), (i, k, fd, g[i, k])
 
 
+@pytest.mark.slow  # a subprocess with two CPU devices: ~30 s; shoebox-sized lists use one device by default
 def test_pixel_lists_spread_over_two_cpu_devices(tmp_path):
     """With two CPU devices a list's tiles can be divided between them, as ``simulate`` does:
     the values (single detector and panels) and the gradient are those of one device.  By
