@@ -42,7 +42,7 @@ Shot buckets
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Callable, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -441,7 +441,7 @@ def shot_bucket(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
-def pad_shots(tree, bucket: Optional[int] = None):
+def pad_shots(tree: Any, bucket: Optional[int] = None) -> tuple[Any, Array]:
     """Pad the leading (shot) axis of every array in ``tree`` to ``bucket`` shots.
 
     Returns (padded tree, weight): padding repeats the first shot (finite
@@ -458,6 +458,8 @@ def pad_shots(tree, bucket: Optional[int] = None):
     leaves = jax.tree_util.tree_leaves(tree)
     if not leaves:
         raise ValueError("pad_shots: nothing to pad")
+    if any(np.ndim(x) == 0 for x in leaves):
+        raise ValueError("pad_shots: every array needs a leading (shot) axis; a scalar has none")
     n = int(np.shape(leaves[0])[0])
     if any(int(np.shape(x)[0]) != n for x in leaves):
         raise ValueError(f"pad_shots: leading (shot) axes differ ({[int(np.shape(x)[0]) for x in leaves]})")

@@ -287,6 +287,8 @@ def test_pad_shots_weights_and_active_covariance():
         R.pad_shots(U, 2)
     with pytest.raises(ValueError, match="leading"):
         R.pad_shots((U, np.arange(4)))
+    with pytest.raises(ValueError, match="scalar"):
+        R.pad_shots((U, 1.0))
     # a model whose last parameter belongs to a padded (zero-weight) shot
     X = jnp.asarray(np.random.default_rng(0).uniform(1, 2, size=(30, 4)))
     theta = jnp.asarray([1.0, 2.0, 3.0, 4.0])
