@@ -65,9 +65,12 @@ from .geometry.detector import roi_bounds
 MIN_BUCKET = 64
 
 
-def bucket_size(n: int) -> int:
-    """The padded length used for ``n`` pixels: the next power of two ≥ max(n, MIN_BUCKET)."""
-    n = max(int(n), MIN_BUCKET)
+def bucket_size(n: int, minimum: int = MIN_BUCKET) -> int:
+    """The padded length used for ``n`` pixels: the next power of two ≥ max(n, minimum).
+
+    ``refine.shot_bucket`` uses it for shot counts (``minimum`` 1).
+    """
+    n = max(int(n), int(minimum), 1)
     return 1 << (n - 1).bit_length()
 
 

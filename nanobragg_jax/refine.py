@@ -436,9 +436,10 @@ def standard_errors(fisher: Array, active: Optional[Array] = None) -> Array:
 
 
 def shot_bucket(n: int) -> int:
-    """Padded shot count for ``n`` shots: the next power of two ≥ n (≥ 1)."""
-    n = max(int(n), 1)
-    return 1 << (n - 1).bit_length()
+    """Padded shot count for ``n`` shots: the next power of two ≥ n (≥ 1), as pixel buckets."""
+    from .pixels import bucket_size
+
+    return bucket_size(n, minimum=1)
 
 
 def pad_shots(tree: Any, bucket: Optional[int] = None) -> tuple[Any, Array]:
